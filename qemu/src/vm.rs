@@ -1,0 +1,367 @@
+//! One headless QEMU guest: direct kernel boot, virtio disks, the serial
+//! console on a pipe, a QMP socket, and always a timeout.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::console::{tail, Console};
+use crate::qmp::Qmp;
+
+/// The QEMU binary; `TERRA_QEMU` overrides it.
+pub fn qemu_binary() -> PathBuf {
+    std::env::var_os("TERRA_QEMU")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("qemu-system-x86_64"))
+}
+
+/// What to boot and how.
+#[derive(Debug, Clone)]
+pub struct VmConfig {
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    /// Raw disk images, attached as virtio disks in order (`/dev/vda`, `/dev/vdb`, …).
+    pub disks: Vec<PathBuf>,
+    /// Appended to the base command line (`console=ttyS0 panic=-1`).
+    pub append: String,
+    pub memory_mb: u32,
+    /// `-icount shift=0`: the guest clock counts instructions, so guest
+    /// times repeat whatever the host load (used for benchmarks).
+    pub icount: bool,
+    /// A QMP socket (for hot-adding disks), created in this directory.
+    pub qmp_dir: Option<PathBuf>,
+    /// Print console lines to stdout as they arrive.
+    pub echo: bool,
+}
+
+impl VmConfig {
+    pub fn new(kernel: impl Into<PathBuf>) -> Self {
+        Self {
+            kernel: kernel.into(),
+            initrd: None,
+            disks: Vec::new(),
+            append: String::new(),
+            memory_mb: 512,
+            icount: false,
+            qmp_dir: None,
+            echo: false,
+        }
+    }
+
+    pub fn initrd(mut self, path: impl Into<PathBuf>) -> Self {
+        self.initrd = Some(path.into());
+        self
+    }
+
+    pub fn disk(mut self, path: impl Into<PathBuf>) -> Self {
+        self.disks.push(path.into());
+        self
+    }
+
+    /// Adds kernel command-line words (space-separated).
+    pub fn append(mut self, words: &str) -> Self {
+        if !self.append.is_empty() && !words.is_empty() {
+            self.append.push(' ');
+        }
+        self.append.push_str(words);
+        self
+    }
+
+    pub fn icount(mut self, on: bool) -> Self {
+        self.icount = on;
+        self
+    }
+
+    pub fn memory_mb(mut self, mb: u32) -> Self {
+        self.memory_mb = mb;
+        self
+    }
+
+    /// Opens a QMP monitor on a unix socket in `dir`.
+    pub fn qmp(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.qmp_dir = Some(dir.into());
+        self
+    }
+
+    pub fn echo(mut self, on: bool) -> Self {
+        self.echo = on;
+        self
+    }
+
+    /// The full kernel command line.
+    pub fn cmdline(&self) -> String {
+        // panic=-1: a kernel panic reboots at once, and -no-reboot turns that
+        // into QEMU exiting, so a panic never hangs a test until its timeout.
+        let base = "console=ttyS0 panic=-1";
+        if self.append.is_empty() {
+            base.to_string()
+        } else {
+            format!("{base} {}", self.append)
+        }
+    }
+
+    fn qmp_socket(&self) -> Option<PathBuf> {
+        self.qmp_dir.as_ref().map(|d| d.join("qmp.sock"))
+    }
+
+    /// QEMU's arguments.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = [
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+        ]
+        .map(str::to_string)
+        .to_vec();
+        args.extend(["-m".into(), self.memory_mb.to_string()]);
+        if self.icount {
+            args.extend(["-icount".into(), "shift=0".into()]);
+        }
+        args.extend(["-kernel".into(), self.kernel.display().to_string()]);
+        if let Some(initrd) = &self.initrd {
+            args.extend(["-initrd".into(), initrd.display().to_string()]);
+        }
+        args.extend(["-append".into(), self.cmdline()]);
+        for (i, disk) in self.disks.iter().enumerate() {
+            args.extend([
+                "-drive".into(),
+                format!(
+                    "file={},format=raw,if=none,id=disk{i}",
+                    qemu_escape(&disk.display().to_string())
+                ),
+                "-device".into(),
+                format!("virtio-blk-pci,drive=disk{i}"),
+            ]);
+        }
+        if let Some(sock) = self.qmp_socket() {
+            args.extend([
+                "-qmp".into(),
+                format!("unix:{},server=on,wait=off", sock.display()),
+            ]);
+        }
+        args
+    }
+}
+
+/// Commas in QEMU option values are doubled.
+fn qemu_escape(value: &str) -> String {
+    value.replace(',', ",,")
+}
+
+/// How a guest ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// QEMU exited by itself with success and the kernel did not panic:
+    /// the guest powered off (or rebooted, which `-no-reboot` turns into an exit).
+    PoweredOff,
+    /// The console shows a kernel panic.
+    Panicked,
+    /// QEMU itself failed.
+    QemuFailed(ExitStatus),
+    /// Still running at the deadline; it was killed.
+    TimedOut,
+}
+
+impl Outcome {
+    /// The exit code of the `terra-qemu` binary for this outcome.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Outcome::PoweredOff => 0,
+            Outcome::Panicked => 1,
+            Outcome::QemuFailed(_) => 3,
+            Outcome::TimedOut => 124,
+        }
+    }
+}
+
+/// A running guest. Dropping it kills QEMU.
+pub struct Vm {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub console: Console,
+    qmp_socket: Option<PathBuf>,
+    started: Instant,
+    hot_added: usize,
+}
+
+impl Vm {
+    /// Starts QEMU.
+    pub fn start(config: &VmConfig) -> Result<Self> {
+        let qemu = qemu_binary();
+        for (what, path) in [
+            ("kernel", Some(&config.kernel)),
+            ("initrd", config.initrd.as_ref()),
+        ] {
+            if let Some(p) = path {
+                if !p.is_file() {
+                    bail!("{what} {} does not exist", p.display());
+                }
+            }
+        }
+        for disk in &config.disks {
+            if !disk.is_file() {
+                bail!("disk image {} does not exist", disk.display());
+            }
+        }
+        let mut child = Command::new(&qemu)
+            .args(config.args())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {} (install qemu-system-x86: scripts/setup)",
+                    qemu.display()
+                )
+            })?;
+        let stdout = child.stdout.take().context("QEMU's stdout")?;
+        let stdin = child.stdin.take();
+        Ok(Self {
+            child,
+            stdin,
+            console: Console::capture(stdout, config.echo),
+            qmp_socket: config.qmp_socket(),
+            started: Instant::now(),
+            hot_added: 0,
+        })
+    }
+
+    /// Waits for the next console line starting with `prefix`.
+    pub fn wait_for(&mut self, prefix: &str, timeout: Duration) -> Result<String> {
+        self.console.wait_for(prefix, timeout)
+    }
+
+    /// Types `text` on the serial console (the guest's stdin).
+    pub fn send(&mut self, text: &str) -> Result<()> {
+        let stdin = self.stdin.as_mut().context("the console input is closed")?;
+        stdin.write_all(text.as_bytes())?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Hot-adds a raw image as a new virtio disk through QMP.
+    pub fn hot_add_disk(&mut self, image: &Path) -> Result<()> {
+        let sock = self
+            .qmp_socket
+            .clone()
+            .context("this VM was started without a QMP socket")?;
+        let mut qmp = Qmp::connect(&sock, Duration::from_secs(10))?;
+        let id = format!("hot{}", self.hot_added);
+        self.hot_added += 1;
+        qmp.execute(
+            "blockdev-add",
+            serde_json::json!({
+                "driver": "raw",
+                "node-name": id,
+                "file": {"driver": "file", "filename": image.display().to_string()},
+            }),
+        )?;
+        qmp.execute(
+            "device_add",
+            serde_json::json!({"driver": "virtio-blk-pci", "drive": id, "id": format!("{id}-dev")}),
+        )?;
+        Ok(())
+    }
+
+    /// Waits for QEMU to exit by itself until `timeout` (from now); kills it
+    /// at the deadline. Says how the guest ended.
+    pub fn wait(&mut self, timeout: Duration) -> Result<Outcome> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait()? {
+                break Some(status);
+            }
+            if Instant::now() >= deadline {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let Some(status) = status else {
+            self.kill();
+            return Ok(Outcome::TimedOut);
+        };
+        // QEMU exited: its stdout is closed, let the reader take the last lines.
+        self.console.wait_closed(Duration::from_secs(5));
+        if self
+            .console
+            .lines()
+            .iter()
+            .any(|l| l.contains("Kernel panic"))
+        {
+            Ok(Outcome::Panicked)
+        } else if status.success() {
+            Ok(Outcome::PoweredOff)
+        } else {
+            Ok(Outcome::QemuFailed(status))
+        }
+    }
+
+    /// Waits for a clean power-off; an error (with the console's end) otherwise.
+    pub fn expect_poweroff(&mut self, timeout: Duration) -> Result<()> {
+        match self.wait(timeout)? {
+            Outcome::PoweredOff => Ok(()),
+            other => bail!(
+                "guest did not power off cleanly: {other:?}; the console ends:\n{}",
+                tail(&self.console.lines(), 80)
+            ),
+        }
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Kills QEMU (idempotent).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_for_a_two_disk_boot() {
+        let cfg = VmConfig::new("/boot/vmlinuz")
+            .initrd("/tmp/initrd")
+            .disk("/tmp/a.img")
+            .disk("/tmp/b,c.img")
+            .append("terra.version=v2")
+            .append("quiet")
+            .icount(true)
+            .qmp("/tmp/vm");
+        let args = cfg.args().join(" ");
+        assert!(args.starts_with("-accel tcg "), "{args}");
+        assert!(args.contains("-no-reboot"));
+        assert!(args.contains("-m 512"));
+        assert!(args.contains("-icount shift=0"));
+        assert!(args.contains(
+            "-drive file=/tmp/a.img,format=raw,if=none,id=disk0 -device virtio-blk-pci,drive=disk0"
+        ));
+        assert!(args.contains("file=/tmp/b,,c.img"));
+        assert!(args.contains("-qmp unix:/tmp/vm/qmp.sock,server=on,wait=off"));
+        assert_eq!(
+            cfg.cmdline(),
+            "console=ttyS0 panic=-1 terra.version=v2 quiet"
+        );
+    }
+}
