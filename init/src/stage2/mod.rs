@@ -1,7 +1,29 @@
 //! Stage 2: terra-init as PID 1 of the running system (issue 4).
 //!
 //! Stage 1 calls [`run`] after the root is switched, when the version's
-//! handoff is `supervise` and `terra.init=` is not given. It never returns.
+//! handoff is `supervise` and `terra.init=` is not given. It never returns:
+//! it prepares what a container host needs, starts containerd and the
+//! services the OS image declares, supervises them, reaps every orphan, and
+//! on a signal shuts the machine down in order.
+//!
+//! ```text
+//! block signals  ->  mounts table  ->  hostname, loopback
+//!   ->  containerd (+ /etc/terra/services/*.json)  ->  supervise until a signal
+//!   ->  stop services, kill the rest, sync, unmount / remount ro, reboot(2)
+//! ```
+//!
+//! Every step logs and survives its own failure: PID 1 never dies.
+
+mod health;
+mod host;
+mod mountinfo;
+mod mounts;
+mod services;
+mod shutdown;
+mod signals;
+mod supervise;
+
+use std::path::Path;
 
 /// What stage 1 hands over to stage 2.
 #[derive(Debug, Clone)]
@@ -12,12 +34,36 @@ pub struct Handover {
     pub debug: bool,
 }
 
-/// Runs the system; never returns. (Placeholder until stage 2 lands: it
-/// only logs and waits, reaping children.)
+/// Where the OS image declares its extra services.
+pub const SERVICES_DIR: &str = "/etc/terra/services";
+
+/// Runs the system; never returns.
 pub fn run(h: Handover) -> ! {
-    log::error!("stage 2 is not built yet; version {} booted, waiting", h.version);
-    loop {
-        let _ = nix::sys::wait::wait();
-        std::thread::sleep(std::time::Duration::from_secs(1));
+    log::info!(
+        "stage 2: running version {} as PID 1 (uptime {:.3} s)",
+        h.version,
+        uptime()
+    );
+    // Signals first, so none sent during set-up is lost (they wait, blocked,
+    // until the supervisor reads them).
+    let signals = signals::Signals::new();
+    signals::disable_ctrl_alt_del();
+    mounts::mount_all(mounts::CONTAINER_HOST);
+    host::set_hostname(Path::new("/etc/hostname"));
+    host::loopback_up();
+    let specs = services::load(Path::new(SERVICES_DIR));
+    let mut sup = supervise::Supervisor::new(specs, h.version.clone());
+    let action = sup.run(&signals);
+    sup.stop_all();
+    shutdown::shutdown(action)
+}
+
+/// Seconds since boot (`CLOCK_BOOTTIME`, the clock of /proc/uptime), for log
+/// lines that make up the boot timeline.
+pub fn uptime() -> f64 {
+    use nix::time::{clock_gettime, ClockId};
+    match clock_gettime(ClockId::CLOCK_BOOTTIME) {
+        Ok(t) => t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9,
+        Err(_) => 0.0,
     }
 }

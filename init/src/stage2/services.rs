@@ -1,0 +1,298 @@
+//! The services stage 2 runs: containerd (built in) and whatever the OS image
+//! declares in `/etc/terra/services/NAME.json`:
+//!
+//! ```json
+//! {
+//!   "argv": ["/usr/bin/buildkitd", "--addr", "unix:///run/buildkit/buildkitd.sock"],
+//!   "env": {"GODEBUG": "madvdontneed=1"},
+//!   "after": ["containerd"],
+//!   "restart": "always",
+//!   "ready": {"socket": "/run/buildkit/buildkitd.sock"},
+//!   "stop_timeout": 10
+//! }
+//! ```
+//!
+//! Only `argv` is required. `after` defaults to `["containerd"]` (a service
+//! starts once each named one is ready); `restart` is `always` (default),
+//! `on-failure` or `never`. A file named `containerd.json` replaces the
+//! built-in containerd. A bad file is logged and skipped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The one service every Terra system runs.
+pub const CONTAINERD: &str = "containerd";
+/// containerd's binary, config and socket in the OS image.
+pub const CONTAINERD_BIN: &str = "/usr/bin/containerd";
+pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
+pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// When a service that ended is started again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    #[default]
+    Always,
+    OnFailure,
+    Never,
+}
+
+/// How to tell that a service is ready (its dependents may start).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ready {
+    /// A unix socket that accepts connections.
+    pub socket: PathBuf,
+}
+
+/// One service, as declared.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Defaults to the file name without `.json`.
+    #[serde(default)]
+    pub name: String,
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "after_containerd")]
+    pub after: Vec<String>,
+    #[serde(default)]
+    pub restart: Restart,
+    #[serde(default)]
+    pub ready: Option<Ready>,
+    /// Seconds between SIGTERM and SIGKILL at shutdown.
+    #[serde(default = "default_stop_timeout")]
+    pub stop_timeout: u64,
+}
+
+fn after_containerd() -> Vec<String> {
+    vec![CONTAINERD.to_string()]
+}
+
+fn default_stop_timeout() -> u64 {
+    10
+}
+
+/// containerd as Terra runs it when the image does not say otherwise.
+pub fn containerd(config_exists: bool) -> Spec {
+    let mut argv = vec![CONTAINERD_BIN.to_string()];
+    if config_exists {
+        argv.extend(["--config".to_string(), CONTAINERD_CONFIG.to_string()]);
+    }
+    Spec {
+        name: CONTAINERD.to_string(),
+        argv,
+        env: BTreeMap::new(),
+        after: Vec::new(),
+        restart: Restart::Always,
+        ready: Some(Ready {
+            socket: PathBuf::from(CONTAINERD_SOCKET),
+        }),
+        stop_timeout: default_stop_timeout(),
+    }
+}
+
+/// Parses one declaration; `stem` is its file name without `.json`.
+pub fn parse(stem: &str, text: &str) -> Result<Spec, String> {
+    let mut spec: Spec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    if spec.name.is_empty() {
+        spec.name = stem.to_string();
+    }
+    if !matches!(spec.argv.first(), Some(a) if a.starts_with('/')) {
+        return Err("argv must start with an absolute path".to_string());
+    }
+    if spec.name == CONTAINERD {
+        spec.after.retain(|a| a != CONTAINERD);
+    }
+    Ok(spec)
+}
+
+/// containerd first (the image's `containerd.json` or the built-in one),
+/// then the declared services in an order where each comes after what it
+/// waits for. Bad files, unknown `after` names and cycles are logged; the
+/// services concerned are left out.
+pub fn load(dir: &Path) -> Vec<Spec> {
+    let mut declared = Vec::new();
+    match std::fs::read_dir(dir) {
+        Ok(entries) => {
+            let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for path in paths {
+                let Some(stem) = json_stem(&path) else {
+                    continue;
+                };
+                match std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| parse(&stem, &t))
+                {
+                    Ok(spec) => declared.push(spec),
+                    Err(e) => log::error!("service {}: {e}; skipped", path.display()),
+                }
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => log::error!("services: reading {}: {e}", dir.display()),
+    }
+    let builtin = containerd(Path::new(CONTAINERD_CONFIG).exists());
+    order(builtin, declared)
+}
+
+fn json_stem(path: &Path) -> Option<String> {
+    if path.extension()? != "json" {
+        return None;
+    }
+    Some(path.file_stem()?.to_string_lossy().into_owned())
+}
+
+/// Puts containerd first and every other service after its `after` names.
+pub fn order(builtin: Spec, declared: Vec<Spec>) -> Vec<Spec> {
+    let mut pending: Vec<Spec> = Vec::new();
+    let mut out: Vec<Spec> = Vec::new();
+    let mut containerd = builtin;
+    for spec in declared {
+        if spec.name == CONTAINERD {
+            log::info!("service containerd: using the image's declaration");
+            containerd = spec;
+        } else if pending.iter().any(|s| s.name == spec.name) {
+            log::error!(
+                "service {}: declared twice; the second is skipped",
+                spec.name
+            );
+        } else {
+            pending.push(spec);
+        }
+    }
+    out.push(containerd);
+    let names: Vec<String> = out.iter().chain(&pending).map(|s| s.name.clone()).collect();
+    for spec in &mut pending {
+        let unknown: Vec<String> = spec
+            .after
+            .iter()
+            .filter(|a| !names.contains(a))
+            .cloned()
+            .collect();
+        if !unknown.is_empty() {
+            log::error!(
+                "service {}: after {unknown:?}: no such service; not waiting for it",
+                spec.name
+            );
+            spec.after.retain(|a| names.contains(a));
+        }
+    }
+    loop {
+        let ready = pending
+            .iter()
+            .position(|s| s.after.iter().all(|a| out.iter().any(|o| &o.name == a)));
+        match ready {
+            Some(i) => out.push(pending.remove(i)),
+            None => break,
+        }
+    }
+    for spec in pending {
+        log::error!(
+            "service {}: its `after` names form a cycle; not started",
+            spec.name
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_declaration_gets_the_defaults() {
+        let s = parse("buildkitd", r#"{"argv": ["/usr/bin/buildkitd"]}"#).unwrap();
+        assert_eq!(s.name, "buildkitd");
+        assert_eq!(s.after, vec!["containerd".to_string()]);
+        assert_eq!(s.restart, Restart::Always);
+        assert_eq!(s.stop_timeout, 10);
+        assert_eq!(s.ready, None);
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let s = parse(
+            "x",
+            r#"{"name":"exp","argv":["/bin/exp","-v"],"env":{"A":"1"},"after":[],
+                "restart":"on-failure","ready":{"socket":"/run/e.sock"},"stop_timeout":3}"#,
+        )
+        .unwrap();
+        assert_eq!(s.name, "exp");
+        assert_eq!(s.env.get("A").map(String::as_str), Some("1"));
+        assert!(s.after.is_empty());
+        assert_eq!(s.restart, Restart::OnFailure);
+        assert_eq!(s.ready.unwrap().socket, PathBuf::from("/run/e.sock"));
+        assert_eq!(s.stop_timeout, 3);
+    }
+
+    #[test]
+    fn bad_declarations_are_refused() {
+        for bad in [
+            "",
+            "{}",
+            r#"{"argv":[]}"#,
+            r#"{"argv":["relative"]}"#,
+            r#"{"argv":["/x"],"restart":"sometimes"}"#,
+            r#"{"argv":["/x"],"typo":1}"#,
+        ] {
+            assert!(parse("x", bad).is_err(), "{bad}");
+        }
+    }
+
+    fn svc(name: &str, after: &[&str]) -> Spec {
+        let mut s = parse(name, r#"{"argv":["/bin/true"]}"#).unwrap();
+        s.after = after.iter().map(|a| a.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn containerd_comes_first_and_dependents_after_what_they_wait_for() {
+        let out = order(
+            containerd(false),
+            vec![svc("a", &["b"]), svc("b", &["containerd"]), svc("c", &[])],
+        );
+        let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["containerd", "b", "a", "c"]);
+        assert_eq!(out[0].argv, ["/usr/bin/containerd"]);
+    }
+
+    #[test]
+    fn cycles_and_unknown_names_do_not_stop_the_rest() {
+        let out = order(
+            containerd(true),
+            vec![svc("a", &["b"]), svc("b", &["a"]), svc("c", &["nope"])],
+        );
+        let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["containerd", "c"]);
+        assert!(out[1].after.is_empty());
+        assert_eq!(
+            out[0].argv,
+            ["/usr/bin/containerd", "--config", CONTAINERD_CONFIG]
+        );
+    }
+
+    #[test]
+    fn the_image_may_replace_containerd() {
+        let mine = parse("containerd", r#"{"argv":["/opt/containerd","-l","debug"]}"#).unwrap();
+        assert!(mine.after.is_empty());
+        let out = order(containerd(false), vec![mine]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].argv[0], "/opt/containerd");
+    }
+
+    #[test]
+    fn loads_a_directory_skipping_bad_and_foreign_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.json"), r#"{"argv":["/b"]}"#).unwrap();
+        std::fs::write(dir.path().join("a.json"), "not json").unwrap();
+        std::fs::write(dir.path().join("README"), "x").unwrap();
+        let out = load(dir.path());
+        let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["containerd", "b"]);
+    }
+}
