@@ -1,1 +1,11 @@
-//! placeholder
+//! Terra's integration-test support: the tools the QEMU tests need
+//! ([`tools`]), test partitions made from plain directories ([`partition`]),
+//! disk images ([`disk`]), initramfs images ([`initramfs`]), the probe that
+//! the test versions hand off to ([`probe`]) and boot helpers ([`boot`]).
+
+pub mod boot;
+pub mod disk;
+pub mod initramfs;
+pub mod partition;
+pub mod probe;
+pub mod tools;
