@@ -277,3 +277,158 @@ pub fn read_newc(mut input: &[u8]) -> io::Result<Vec<Member>> {
         members.push(m);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Archive {
+        let mut a = Archive::new();
+        // Added out of order on purpose: the archive sorts.
+        a.file("d/f", b"hi\n".to_vec(), 0o644).unwrap();
+        a.symlink("l", "d/f").unwrap();
+        a.char_dev("c", 5, 1, 0o600).unwrap();
+        a
+    }
+
+    /// Every byte of a tiny archive: four entries and the trailer, each
+    /// header 110 bytes + name + NUL padded to 4, data padded to 4.
+    #[test]
+    fn golden_bytes() {
+        let expected: &[u8] = concat!(
+            //  magic  ino      mode     uid      gid      nlink    mtime    size     devmaj   devmin   rdevmaj  rdevmin  namesize check
+            "070701",
+            "00000001",
+            "00002180",
+            "00000000",
+            "00000000",
+            "00000001",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000005",
+            "00000001",
+            "00000002",
+            "00000000",
+            "c\0",
+            "070701",
+            "00000002",
+            "000041ed",
+            "00000000",
+            "00000000",
+            "00000002",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000002",
+            "00000000",
+            "d\0",
+            "070701",
+            "00000003",
+            "000081a4",
+            "00000000",
+            "00000000",
+            "00000001",
+            "00000000",
+            "00000003",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000004",
+            "00000000",
+            "d/f\0\0\0",
+            "hi\n\0",
+            "070701",
+            "00000004",
+            "0000a1ff",
+            "00000000",
+            "00000000",
+            "00000001",
+            "00000000",
+            "00000003",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000002",
+            "00000000",
+            "l\0",
+            "d/f\0",
+            "070701",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000001",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "00000000",
+            "0000000b",
+            "00000000",
+            "TRAILER!!!\0\0\0\0",
+        )
+        .as_bytes();
+        let got = tiny().write_newc(Vec::new()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(expected)
+        );
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn reads_back_what_it_wrote() {
+        let mut a = tiny();
+        a.set_mtime(1_700_000_000);
+        let members = read_newc(&a.write_newc(Vec::new()).unwrap()).unwrap();
+        let names: Vec<&str> = members.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["c", "d", "d/f", "l"]);
+        assert_eq!(members[0].rdev, (5, 1));
+        assert_eq!(members[0].mode, 0o020600);
+        assert_eq!(members[2].data, b"hi\n");
+        assert_eq!(members[3].data, b"d/f");
+        assert!(members
+            .iter()
+            .all(|m| m.mtime == 1_700_000_000 && m.uid == 0 && m.gid == 0));
+    }
+
+    #[test]
+    fn parents_come_before_children() {
+        let mut a = Archive::new();
+        a.file("bin/sh", vec![], 0o755).unwrap();
+        a.file("bin-x", vec![], 0o755).unwrap();
+        a.file("bin/a/b", vec![], 0o755).unwrap();
+        let names: Vec<&String> = a.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["bin", "bin-x", "bin/a", "bin/a/b", "bin/sh"]);
+    }
+
+    #[test]
+    fn conflicts_are_refused_and_paths_cleaned() {
+        let mut a = Archive::new();
+        a.file("/etc//x", b"1".to_vec(), 0o644).unwrap();
+        assert!(a.get("/etc/x").is_some());
+        a.file("etc/x", b"1".to_vec(), 0o644).unwrap();
+        assert!(a
+            .file("etc/x", b"2".to_vec(), 0o644)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
+        assert!(a
+            .file("etc/x/y", vec![], 0o644)
+            .unwrap_err()
+            .to_string()
+            .contains("not a directory"));
+        a.dir("etc", 0o700).unwrap();
+        assert_eq!(a.get("etc").unwrap().perm, 0o700);
+        assert!(a.file("../x", vec![], 0o644).is_err());
+        assert!(a.file("/", vec![], 0o644).is_err());
+    }
+}
