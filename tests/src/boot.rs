@@ -104,3 +104,26 @@ pub fn lines_with<'a>(console: &'a [String], prefix: &str) -> Vec<&'a str> {
         .map(String::as_str)
         .collect()
 }
+
+/// The last lines of a console, for assertion messages.
+pub fn tail(console: &[String]) -> String {
+    terra_qemu::console::tail(console, 60)
+}
+
+/// Waits for the `terra: FATAL:` block, then for the console to stay quiet
+/// for a second (the block is printed at once), and returns the block: the
+/// FATAL line and every line after it.
+pub fn fatal_block(vm: &mut Vm, timeout: Duration) -> Result<String> {
+    vm.wait_for("terra: FATAL:", timeout)?;
+    let start = vm.console.lines().len() - 1;
+    let mut seen = 0;
+    for _ in 0..50 {
+        std::thread::sleep(Duration::from_millis(200));
+        let now = vm.console.lines().len();
+        if now == seen {
+            break;
+        }
+        seen = now;
+    }
+    Ok(vm.console.lines()[start..].join("\n"))
+}

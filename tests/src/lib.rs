@@ -6,6 +6,8 @@
 pub mod boot;
 pub mod disk;
 pub mod initramfs;
+pub mod ocilayout;
 pub mod partition;
 pub mod probe;
+pub mod registry;
 pub mod tools;

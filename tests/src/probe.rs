@@ -34,16 +34,16 @@ for word in $(cat /proc/cmdline); do
   esac
 done
 sync
-echo "probe.hostname=$(cat /etc/hostname)"
+echo "probe.hostname=$(cat /etc/hostname 2>/dev/null)"
 if [ -e /probe-marker ]; then echo "probe.marker=$(cat /probe-marker)"; else echo "probe.marker=none"; fi
 for f in /var/lib/containerd/*; do
   [ -e "$f" ] && echo "probe.vlc=${f##*/}:$(cat "$f")"
 done
 while read -r line; do echo "probe.mount=$line"; done < /proc/mounts
 if [ -e /etc/whiteme ]; then echo "probe.whiteout=visible"; else echo "probe.whiteout=hidden"; fi
-for f in /opt/opaque/*; do echo "probe.opaque=${f##*/}"; done
-echo "probe.bootjson=$(tr -d '\n' < /run/terra/boot.json 2>/dev/null)"
-echo "probe.mountplan=$(tr '\n' ';' < /run/terra/mounts 2>/dev/null)"
+for f in /opt/opaque/*; do [ -e "$f" ] && echo "probe.opaque=${f##*/}"; done
+echo "probe.bootjson=$( { tr -d '\n' < /run/terra/boot.json; } 2>/dev/null)"
+echo "probe.mountplan=$( { tr '\n' ';' < /run/terra/mounts; } 2>/dev/null)"
 echo TERRA-PROBE-END
 sync
 poweroff -f

@@ -1,0 +1,406 @@
+//! `terra install` from OCI layouts into a partition directory (`--root`):
+//! the layout of the partition, the records, sharing, whiteouts, metadata,
+//! the boot menu and the other verbs. Runs as root (mknod, xattrs).
+
+mod install_support;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use install_support::*;
+use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+
+fn snapshot(root: &std::path::Path, rel: &str) -> std::path::PathBuf {
+    root.join(rel)
+}
+
+#[test]
+fn installs_a_multi_layer_image_exactly_per_the_layout() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let made = layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), mid_layer(), top_layer("v1")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    ok(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("v1"),
+        "--init",
+        "/sbin/init",
+    ]);
+
+    let m = meta(&root);
+    assert_eq!(
+        m.default.as_deref(),
+        Some("v1"),
+        "the first version is the default"
+    );
+    let rec = &m.versions["v1"];
+    assert_eq!(rec.lowers.len(), 3);
+    // Top-most first: the last layer of the manifest first.
+    let chain = chain_ids(&made.diff_ids);
+    let want: Vec<String> = chain
+        .iter()
+        .rev()
+        .map(|c| terra_layout::partition::layer_snapshot(c))
+        .collect();
+    assert_eq!(rec.lowers, want);
+    assert_eq!(rec.upper, "ov/snapshots/rw-v1/upper");
+    assert!(root.join(&rec.upper).is_dir() && root.join(&rec.work).is_dir());
+    assert_eq!(rec.image.as_ref().unwrap().digest, made.manifest_digest);
+    assert!(
+        matches!(&rec.handoff, terra_layout::Handoff::Exec { path, .. } if path == "/sbin/init")
+    );
+    assert!(rec.installed_at > 0 && rec.size > 0);
+
+    // Blobs are in the store, ingest is empty, tmp has no leftovers.
+    for d in &made.layer_digests {
+        assert!(root.join("content/blobs/sha256").join(&d[7..]).is_file());
+    }
+    assert!(root
+        .join("content/blobs/sha256")
+        .join(&made.manifest_digest[7..])
+        .is_file());
+    assert_eq!(
+        fs::read_dir(root.join("content/ingest")).unwrap().count(),
+        0
+    );
+    assert!(!fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("unpack-")));
+
+    // Each layer in its own snapshot.
+    let base = snapshot(&root, &rec.lowers[2]);
+    let top = snapshot(&root, &rec.lowers[0]);
+    assert_eq!(
+        fs::read_to_string(base.join("etc/hostname")).unwrap(),
+        "base\n"
+    );
+    assert_eq!(
+        fs::read_to_string(top.join("etc/hostname")).unwrap(),
+        "v1\n"
+    );
+    assert!(!top.join("etc/os-release").exists());
+
+    // Metadata kept: setuid, owners, hard links, symlinks, devices, xattrs, mtimes.
+    let tool = fs::metadata(base.join("usr/bin/tool")).unwrap();
+    assert_eq!(tool.mode() & 0o7777, 0o4755, "setuid kept");
+    assert_eq!(tool.mtime(), 1_700_000_000);
+    let link = fs::metadata(base.join("usr/bin/tool-link")).unwrap();
+    assert_eq!(link.ino(), tool.ino(), "hard link kept");
+    assert_eq!(
+        fs::read_link(base.join("bin")).unwrap().to_str(),
+        Some("usr/bin")
+    );
+    let owned = fs::metadata(base.join("etc/owned")).unwrap();
+    assert_eq!(
+        (owned.uid(), owned.gid(), owned.mode() & 0o777),
+        (1000, 1001, 0o640)
+    );
+    let null = fs::metadata(base.join("dev/null")).unwrap();
+    assert!(null.file_type().is_char_device());
+    assert_eq!(null.rdev(), rustix::fs::makedev(1, 3));
+    let cap = xattr(&base.join("usr/bin/ping"), "security.capability");
+    assert_eq!(cap.map(|c| c.len()), Some(20), "security.capability kept");
+    assert_eq!(
+        fs::metadata(base.join("etc")).unwrap().mtime(),
+        1_700_000_000,
+        "dir mtimes kept"
+    );
+
+    // Installing the same image again is a no-op.
+    let before = fs::read(root.join("ov/metadata.db")).unwrap();
+    let out = ok(&["--root", r, "install", &layout.reference("v1")]);
+    assert!(out.contains("already installed"), "{out}");
+    assert_eq!(fs::read(root.join("ov/metadata.db")).unwrap(), before);
+}
+
+fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(p) => format!(
+                "sha256:{}",
+                terra_tests::ocilayout::sha256_hex(format!("{p} {d}").as_bytes())
+            ),
+        };
+        out.push(next);
+    }
+    out
+}
+
+fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 256];
+    let n = rustix::fs::lgetxattr(path, name, &mut buf).ok()?;
+    buf.truncate(n);
+    Some(buf)
+}
+
+#[test]
+fn a_second_version_shares_lower_layers_and_whiteouts_become_overlayfs_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let v1 = layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), mid_layer(), top_layer("v1")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let mut wh = Tar::new();
+    wh.dir("etc", 0o755)
+        .whiteout("etc", "os-release")
+        .dir("var/cache", 0o755)
+        .opaque("var/cache")
+        .file("var/cache/new", b"new", 0o644)
+        .file("etc/hostname", b"v2\n", 0o644);
+    let v2 = layout
+        .add_image(
+            Some("v2"),
+            &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    ok(&["--root", r, "install", &layout.reference("v1")]);
+    let out = ok(&["--root", r, "install", &layout.reference("v2")]);
+    assert!(
+        out.contains("1 new of 3 layers"),
+        "only the new layer is unpacked: {out}"
+    );
+    let m = meta(&root);
+    assert_eq!(m.default.as_deref(), Some("v1"), "the default stays");
+    let (a, b) = (&m.versions["v1"], &m.versions["v2"]);
+    assert_eq!(a.lowers[1..], b.lowers[1..], "lower layers are shared");
+    assert_ne!(a.lowers[0], b.lowers[0]);
+    assert_eq!(v1.layer_digests[..2], v2.layer_digests[..2]);
+    let top = root.join(&b.lowers[0]);
+    let wo = fs::symlink_metadata(top.join("etc/os-release")).unwrap();
+    assert!(
+        wo.file_type().is_char_device() && wo.rdev() == 0,
+        "whiteout is a 0/0 char device"
+    );
+    assert!(!top.join("etc/.wh.os-release").exists());
+    assert_eq!(
+        xattr(&top.join("var/cache"), "trusted.overlay.opaque"),
+        Some(b"y".to_vec())
+    );
+    assert!(top.join("var/cache/new").is_file());
+    assert!(!top.join("var/cache/.wh..wh..opq").exists());
+
+    // The boot menu lists both, the default first.
+    let cfg = fs::read_to_string(root.join("boot/grub/grub.cfg")).unwrap();
+    assert!(
+        cfg.contains("# Terra v1 (default): no kernel") || cfg.contains("Terra v1 (default)"),
+        "{cfg}"
+    );
+
+    // list, default, remove, gc.
+    let json = ok(&["--root", r, "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(v["default"], "v1");
+    assert_eq!(v["versions"][0]["name"], "v1");
+    assert_eq!(v["versions"][1]["shared_layers"], 2);
+    let err = fails(&["--root", r, "remove", "v1"]);
+    assert!(err.contains("default"), "{err}");
+    ok(&["--root", r, "default", "v2"]);
+    assert_eq!(meta(&root).default.as_deref(), Some("v2"));
+    ok(&["--root", r, "remove", "v1"]);
+    assert!(!root.join("ov/snapshots/rw-v1").exists());
+    assert!(root.join(&a.lowers[0]).exists(), "snapshots stay until gc");
+    ok(&["--root", r, "gc"]);
+    assert!(!root.join(&a.lowers[0]).exists(), "gc drops v1's own layer");
+    assert!(!root
+        .join("content/blobs/sha256")
+        .join(&v1.layer_digests[2][7..])
+        .exists());
+    for l in &b.lowers {
+        assert!(root.join(l).is_dir(), "gc keeps {l}");
+    }
+    assert!(root
+        .join("content/blobs/sha256")
+        .join(&v2.layer_digests[0][7..])
+        .exists());
+}
+
+#[test]
+fn kernel_and_initrd_are_copied_and_the_menu_boots_each_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let mut k = Tar::new();
+    k.dir("boot", 0o755)
+        .file("boot/vmlinuz-6.1.0-9-cloud-amd64", b"old kernel", 0o644)
+        .file("boot/vmlinuz-6.1.0-10-cloud-amd64", b"kernel", 0o644)
+        .file("boot/initrd.img-6.1.0-10-cloud-amd64", b"initrd", 0o644);
+    layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), Layer::plain(k.finish())],
+            &Breakage::default(),
+        )
+        .unwrap();
+    layout
+        .add_image(
+            Some("v2"),
+            &[base_layer(), top_layer("v2")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    ok(&["--root", r, "install", &layout.reference("v1")]);
+    ok(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("v2"),
+        "--name",
+        "second",
+    ]);
+    let m = meta(&root);
+    let rec = &m.versions["v1"];
+    assert_eq!(
+        rec.kernel.as_deref(),
+        Some("boot/v1/vmlinuz-6.1.0-10-cloud-amd64")
+    );
+    assert_eq!(
+        rec.initrd.as_deref(),
+        Some("boot/v1/initrd.img-6.1.0-10-cloud-amd64")
+    );
+    assert_eq!(
+        fs::read(root.join(rec.kernel.as_ref().unwrap())).unwrap(),
+        b"kernel"
+    );
+    let cfg = fs::read_to_string(root.join("boot/grub/grub.cfg")).unwrap();
+    let entries: Vec<&str> = cfg.lines().filter(|l| l.starts_with("menuentry")).collect();
+    assert_eq!(entries.len(), 2, "{cfg}");
+    assert!(entries[0].contains("Terra v1 (default)"));
+    assert!(cfg.contains("linux /boot/v1/vmlinuz-6.1.0-10-cloud-amd64 terra.version=v1"));
+    assert!(cfg.contains("linux /boot/v1/vmlinuz-6.1.0-10-cloud-amd64 terra.version=second"));
+    assert!(cfg.contains("initrd /boot/v1/initrd.img-6.1.0-10-cloud-amd64"));
+    ok(&["--root", r, "default", "second"]);
+    let cfg = fs::read_to_string(root.join("boot/grub/grub.cfg")).unwrap();
+    let first = cfg.lines().find(|l| l.starts_with("menuentry")).unwrap();
+    assert!(
+        first.contains("Terra second (default)"),
+        "regenerated: {cfg}"
+    );
+}
+
+#[test]
+fn a_two_platform_index_picks_linux_amd64_or_the_asked_platform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let amd = layout
+        .add_image(
+            None,
+            &[base_layer(), top_layer("amd64")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let arm = layout
+        .add_image(
+            None,
+            &[base_layer(), top_layer("arm64")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    layout
+        .add_index("multi", &[("linux/arm64", &arm), ("linux/amd64", &amd)])
+        .unwrap();
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    ok(&["--root", r, "install", &layout.reference("multi")]);
+    ok(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("multi"),
+        "--platform",
+        "linux/arm64",
+        "--name",
+        "arm",
+    ]);
+    let m = meta(&root);
+    assert_eq!(
+        m.versions["multi"].image.as_ref().unwrap().digest,
+        amd.manifest_digest
+    );
+    assert_eq!(
+        m.versions["arm"].image.as_ref().unwrap().digest,
+        arm.manifest_digest
+    );
+    let top = root.join(&m.versions["arm"].lowers[0]);
+    assert_eq!(
+        fs::read_to_string(top.join("etc/hostname")).unwrap(),
+        "arm64\n"
+    );
+    let err = fails(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("multi"),
+        "--platform",
+        "linux/s390x",
+        "--name",
+        "x",
+    ]);
+    assert!(
+        err.contains("no image for linux/s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unpack_makes_a_flat_tree_with_whiteouts_applied() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let mut wh = Tar::new();
+    wh.dir("etc", 0o755)
+        .whiteout("etc", "os-release")
+        .dir("var/cache", 0o755)
+        .opaque("var/cache")
+        .file("var/cache/new", b"new", 0o644);
+    layout
+        .add_image(
+            Some("v2"),
+            &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let dir = tmp.path().join("rootfs");
+    ok(&["unpack", &layout.reference("v2"), dir.to_str().unwrap()]);
+    assert_eq!(
+        fs::read_to_string(dir.join("etc/hostname")).unwrap(),
+        "mid\n"
+    );
+    assert!(!dir.join("etc/os-release").exists(), "whiteout applied");
+    assert!(!dir.join("var/cache/old").exists(), "opaque dir applied");
+    assert!(dir.join("var/cache/new").is_file());
+    assert!(dir.join("etc/mid").is_file());
+    assert_eq!(
+        fs::metadata(dir.join("usr/bin/tool")).unwrap().mode() & 0o7777,
+        0o4755
+    );
+    let names: Vec<String> = tree(&dir)
+        .into_iter()
+        .filter(|l| l.contains(".wh."))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    let err = fails(&["unpack", &layout.reference("v2"), dir.to_str().unwrap()]);
+    assert!(err.contains("not empty"), "{err}");
+}
