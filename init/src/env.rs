@@ -1,0 +1,93 @@
+//! What every step is given: the paths it works on and the kernel it calls.
+
+use std::cell::RefCell;
+use std::io;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::kernel::{Kernel, Mount};
+
+/// Every place stage 1 touches, so tests can point them at a temp dir.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub root: PathBuf,
+    pub proc: PathBuf,
+    pub sys: PathBuf,
+    pub dev: PathBuf,
+    pub run: PathBuf,
+    pub cmdline: PathBuf,
+    pub class_block: PathBuf,
+    pub printk: PathBuf,
+    pub printk_devkmsg: PathBuf,
+    /// The module load order written by mkinitrd.
+    pub modules: PathBuf,
+    /// `/run/terra`: the timeline and the mount plan go here.
+    pub run_terra: PathBuf,
+    /// Where the partition is mounted (and stays).
+    pub partition: PathBuf,
+    pub newroot: PathBuf,
+    /// The rescue shell.
+    pub shell: PathBuf,
+}
+
+impl Default for Paths {
+    fn default() -> Self {
+        Self {
+            root: "/".into(),
+            proc: "/proc".into(),
+            sys: "/sys".into(),
+            dev: "/dev".into(),
+            run: "/run".into(),
+            cmdline: "/proc/cmdline".into(),
+            class_block: "/sys/class/block".into(),
+            printk: "/proc/sys/kernel/printk".into(),
+            printk_devkmsg: "/proc/sys/kernel/printk_devkmsg".into(),
+            modules: "/etc/terra/modules".into(),
+            run_terra: "/run/terra".into(),
+            partition: terra_layout::partition::RUNTIME_MOUNT.into(),
+            newroot: "/newroot".into(),
+            shell: "/bin/sh".into(),
+        }
+    }
+}
+
+/// The environment of one boot attempt.
+pub struct Env<'k> {
+    pub paths: Paths,
+    pub kernel: &'k dyn Kernel,
+    /// When init started (the timeline counts from here).
+    pub started: Instant,
+    /// The kernel's uptime when init started.
+    pub uptime_at_start: Duration,
+    /// Every mount made, as shell lines: written to `/run/terra/mounts`.
+    pub plan: RefCell<Vec<String>>,
+}
+
+impl<'k> Env<'k> {
+    pub fn new(paths: Paths, kernel: &'k dyn Kernel, started: Instant) -> Self {
+        Self {
+            paths,
+            kernel,
+            started,
+            uptime_at_start: Duration::ZERO,
+            plan: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Mounts, logging the shell equivalent and adding it to the plan.
+    pub fn mount(&self, m: &Mount) -> io::Result<()> {
+        let line = m.to_shell();
+        log::debug!("{line}");
+        self.kernel.mount(m)?;
+        self.plan.borrow_mut().push(line);
+        Ok(())
+    }
+
+    /// `mkdir -p`, logged.
+    pub fn mkdir(&self, path: &std::path::Path, mode: u32) -> io::Result<()> {
+        if !path.is_dir() {
+            log::debug!("mkdir -p -m {mode:o} {}", path.display());
+        }
+        self.kernel.mkdir_all(path, mode)
+    }
+}

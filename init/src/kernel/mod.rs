@@ -1,0 +1,218 @@
+//! The one seam between stage 1 and the kernel.
+//!
+//! Every call that changes the system (mount, mkdir, mknod, chroot, exec,
+//! finit_module, ...) goes through [`Kernel`], passed explicitly. The real
+//! implementation ([`real::Real`]) calls the kernel through `nix`; the
+//! recording fake (`fake::Fake`, tests only) writes each call down as a shell
+//! line, so the order of mounts in switch root and the overlay options are
+//! unit-tested without root.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::mount::MsFlags;
+
+pub mod real;
+
+#[cfg(test)]
+pub mod fake;
+
+/// One mount(2) call, printable as its shell equivalent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub source: String,
+    pub target: PathBuf,
+    /// `None` for bind and move mounts.
+    pub fstype: Option<String>,
+    pub flags: MsFlags,
+    /// Filesystem-specific options (`mode=0755`, `lowerdir=...`).
+    pub data: Option<String>,
+}
+
+impl Mount {
+    pub fn new(source: &str, target: impl Into<PathBuf>, fstype: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            target: target.into(),
+            fstype: Some(fstype.to_string()),
+            flags: MsFlags::empty(),
+            data: None,
+        }
+    }
+
+    pub fn bind(source: impl AsRef<Path>, target: impl Into<PathBuf>) -> Self {
+        Self {
+            source: source.as_ref().display().to_string(),
+            target: target.into(),
+            fstype: None,
+            flags: MsFlags::MS_BIND,
+            data: None,
+        }
+    }
+
+    pub fn flags(mut self, flags: MsFlags) -> Self {
+        self.flags |= flags;
+        self
+    }
+
+    pub fn data(mut self, data: impl Into<String>) -> Self {
+        let data = data.into();
+        self.data = (!data.is_empty()).then_some(data);
+        self
+    }
+
+    /// The options as `mount -o` would take them: flags first, then data.
+    pub fn options(&self) -> String {
+        let mut opts: Vec<String> = flag_names(self.flags)
+            .into_iter()
+            .map(String::from)
+            .collect();
+        opts.extend(self.data.clone());
+        opts.join(",")
+    }
+
+    /// `mount -t TYPE -o OPTS SOURCE TARGET`, as a person would type it.
+    pub fn to_shell(&self) -> String {
+        let mut s = String::from("mount");
+        if let Some(t) = &self.fstype {
+            s.push_str(" -t ");
+            s.push_str(t);
+        }
+        let opts = self.options();
+        if !opts.is_empty() {
+            s.push_str(" -o ");
+            s.push_str(&opts);
+        }
+        s.push_str(&format!(" {} {}", self.source, self.target.display()));
+        s
+    }
+}
+
+/// The flags a mount line can carry, with their `mount -o` names.
+const FLAG_NAMES: [(MsFlags, &str); 10] = [
+    (MsFlags::MS_RDONLY, "ro"),
+    (MsFlags::MS_NOSUID, "nosuid"),
+    (MsFlags::MS_NODEV, "nodev"),
+    (MsFlags::MS_NOEXEC, "noexec"),
+    (MsFlags::MS_NOATIME, "noatime"),
+    (MsFlags::MS_RELATIME, "relatime"),
+    (MsFlags::MS_REMOUNT, "remount"),
+    (MsFlags::MS_BIND, "bind"),
+    (MsFlags::MS_REC, "rec"),
+    (MsFlags::MS_MOVE, "move"),
+];
+
+fn flag_names(flags: MsFlags) -> Vec<&'static str> {
+    FLAG_NAMES
+        .iter()
+        .filter(|(f, _)| flags.contains(*f))
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// Splits `mount -o` style options into flags and filesystem data
+/// (`ro,nosuid,size=64m` => `MS_RDONLY|MS_NOSUID`, `size=64m`).
+pub fn parse_options(options: &[String]) -> (MsFlags, String) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    for o in options {
+        match o.as_str() {
+            "defaults" | "rw" | "auto" | "noauto" | "nofail" => {}
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            name => match FLAG_NAMES.iter().find(|(_, n)| *n == name) {
+                Some((f, _)) => flags |= *f,
+                None => data.push(o.as_str()),
+            },
+        }
+    }
+    (flags, data.join(","))
+}
+
+/// A device node kind for [`Kernel::mknod`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Node {
+    Block,
+    Char,
+}
+
+/// What [`Kernel::remove_tree`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    pub files: u64,
+    /// Directories left alone because another filesystem is mounted there.
+    pub skipped_mounts: u64,
+    /// Entries that could not be deleted.
+    pub failed: u64,
+}
+
+/// The system calls stage 1 makes. Errors are `io::Error` (errno kept).
+pub trait Kernel {
+    fn mount(&self, m: &Mount) -> io::Result<()>;
+    /// Lazy unmount (`umount -l`): detaches the mount and everything under it.
+    fn umount_detach(&self, target: &Path) -> io::Result<()>;
+    /// `mkdir -p` with `mode` for the directories it creates.
+    fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;
+    fn mknod(&self, path: &Path, kind: Node, major: u64, minor: u64, mode: u32) -> io::Result<()>;
+    fn symlink(&self, target: &Path, link: &Path) -> io::Result<()>;
+    /// `mount --move FROM TO`.
+    fn move_mount(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn chroot(&self, path: &Path) -> io::Result<()>;
+    fn chdir(&self, path: &Path) -> io::Result<()>;
+    /// Replaces this process; returns only on failure.
+    fn exec(&self, path: &str, args: &[String]) -> io::Error;
+    /// Loads a kernel module from a file, with its parameters.
+    fn finit_module(&self, path: &Path, params: &str) -> io::Result<()>;
+    fn pid(&self) -> u32;
+    /// `st_dev` of a path (which filesystem it is on).
+    fn device_of(&self, path: &Path) -> io::Result<u64>;
+    /// `f_type` of statfs(2): the filesystem's magic number.
+    fn fs_magic(&self, path: &Path) -> io::Result<u64>;
+    /// Deletes everything under `root` that lives on the filesystem `dev`,
+    /// never crossing into another mount.
+    fn remove_tree(&self, root: &Path, dev: u64) -> io::Result<Removed>;
+
+    /// A directory is a mount point if its filesystem differs from its
+    /// parent's (good enough for the fresh mounts of stage 1; bind mounts of
+    /// the same filesystem are not detected, which only makes a retry
+    /// mount again).
+    fn is_mountpoint(&self, path: &Path) -> bool {
+        let parent = path.parent().unwrap_or(Path::new("/"));
+        match (self.device_of(path), self.device_of(parent)) {
+            (Ok(a), Ok(b)) => a != b,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_mounts_as_shell_lines() {
+        let m = Mount::new("proc", "/proc", "proc")
+            .flags(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+        assert_eq!(
+            m.to_shell(),
+            "mount -t proc -o nosuid,nodev,noexec proc /proc"
+        );
+        let b = Mount::bind("/a", "/b");
+        assert_eq!(b.to_shell(), "mount -o bind /a /b");
+        let t = Mount::new("tmpfs", "/run", "tmpfs").data("mode=0755");
+        assert_eq!(t.to_shell(), "mount -t tmpfs -o mode=0755 tmpfs /run");
+    }
+
+    #[test]
+    fn splits_options_into_flags_and_data() {
+        let opts: Vec<String> = ["defaults", "ro", "nosuid", "size=64m", "mode=0755", "rbind"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (flags, data) = parse_options(&opts);
+        assert_eq!(
+            flags,
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_BIND | MsFlags::MS_REC
+        );
+        assert_eq!(data, "size=64m,mode=0755");
+    }
+}

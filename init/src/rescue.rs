@@ -1,0 +1,72 @@
+//! Step 8 and the fatal fallback: the rescue shell on the console.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use terra_layout::BootParams;
+
+use crate::env::Env;
+
+/// A shell can be run (`/bin/sh` exists: `mkinitrd --shell`, or the new root's).
+pub fn available(shell: &Path) -> bool {
+    shell.exists()
+}
+
+/// Runs the shell on the console and waits for it to exit.
+pub fn run(shell: &Path) {
+    log::warn!("starting rescue shell {}", shell.display());
+    let status = crate::sys::console_command(shell)
+        .arg0("sh")
+        .env("PS1", "(terra rescue) \\w # ")
+        .status();
+    match status {
+        Ok(s) => log::info!("rescue shell exited ({s})"),
+        Err(e) => {
+            log::error!("cannot start the rescue shell {}: {e}", shell.display());
+            std::thread::sleep(Duration::from_secs(5));
+        }
+    }
+    reap();
+}
+
+/// `terra.shell`: a shell before switching root; booting goes on when it exits.
+pub fn before_switch(env: &Env, params: &BootParams) {
+    if !params.shell {
+        return;
+    }
+    let shell = &env.paths.shell;
+    if !available(shell) {
+        log::warn!(
+            "terra.shell: there is no {} in the initramfs (mkinitrd --shell adds one); booting on",
+            shell.display()
+        );
+        return;
+    }
+    log::warn!(
+        "terra.shell: the new root is mounted at {}; exit the shell to continue booting",
+        env.paths.newroot.display()
+    );
+    run(shell);
+}
+
+/// PID 1 adopts orphans: collect the ones that have exited.
+pub fn reap() {
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == nix::sys::wait::WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Sleeps, reaping orphans meanwhile.
+pub fn sleep_reaping(total: Duration) {
+    let step = Duration::from_millis(250);
+    let mut slept = Duration::ZERO;
+    while slept < total {
+        std::thread::sleep(step);
+        slept += step;
+        reap();
+    }
+}
