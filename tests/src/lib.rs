@@ -7,6 +7,7 @@ pub mod boot;
 pub mod disk;
 pub mod initramfs;
 pub mod ocilayout;
+pub mod osimage;
 pub mod partition;
 pub mod probe;
 pub mod registry;

@@ -1,0 +1,128 @@
+//! `terra gc`
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use oci_spec::image::ImageManifest;
+use terra_layout::{Metadata, Partition};
+
+use super::Global;
+
+/// Drop snapshots, blobs, partial downloads and boot files no version uses.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only say what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(g: &Global, a: GcArgs) -> Result<()> {
+    let target = g.open(true)?;
+    let part = &target.part;
+    let meta = Metadata::load(&part.metadata())?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut drop_it = |path: &Path| -> Result<()> {
+        let size = if path.is_dir() {
+            crate::install::dir_size(path)
+        } else {
+            fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+        };
+        count += 1;
+        bytes += size;
+        log::info!(
+            "{}{}",
+            if a.dry_run {
+                "would remove "
+            } else {
+                "removing "
+            },
+            path.display()
+        );
+        if a.dry_run {
+            return Ok(());
+        }
+        if path.is_dir() {
+            fs::remove_dir_all(path)
+        } else {
+            fs::remove_file(path)
+        }
+        .with_context(|| format!("removing {}", path.display()))
+    };
+
+    // Snapshots and writable layers.
+    let mut keep: HashSet<String> = HashSet::new();
+    for (name, r) in &meta.versions {
+        keep.extend(r.lowers.iter().cloned());
+        keep.insert(format!("ov/snapshots/rw-{name}"));
+    }
+    for e in read_dir(&part.snapshots_dir()) {
+        let rel = format!("ov/snapshots/{}", e.file_name().to_string_lossy());
+        if !keep.contains(&rel) {
+            drop_it(&e.path())?;
+        }
+    }
+    // Blobs: manifests, configs and layers of installed versions.
+    let used = used_blobs(part, &meta);
+    for e in read_dir(&part.blobs_dir()) {
+        if !used.contains(&e.file_name().to_string_lossy().into_owned()) {
+            drop_it(&e.path())?;
+        }
+    }
+    for e in read_dir(&part.ingest_dir()) {
+        drop_it(&e.path())?;
+    }
+    crate::install::clear_tmp(part)?;
+    // Boot files of versions no longer installed.
+    for e in read_dir(&part.boot_dir()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && name != "grub" && !meta.versions.contains_key(&name) {
+            drop_it(&e.path())?;
+        }
+    }
+    log::info!(
+        "{} {count} entries, {:.1} MB",
+        if a.dry_run { "would free" } else { "freed" },
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn read_dir(dir: &Path) -> Vec<fs::DirEntry> {
+    fs::read_dir(dir)
+        .map(|rd| rd.flatten().collect())
+        .unwrap_or_default()
+}
+
+/// Hex digests of every blob an installed version needs.
+fn used_blobs(part: &Partition, meta: &Metadata) -> HashSet<String> {
+    let mut used = HashSet::new();
+    for r in meta.versions.values() {
+        let Some(img) = &r.image else { continue };
+        let mut add = |d: &str| {
+            if let Some(h) = d.strip_prefix("sha256:") {
+                used.insert(h.to_string());
+            }
+        };
+        add(&img.digest);
+        if let Some(c) = &img.config {
+            add(c);
+        }
+        let Ok(hex) = crate::digest::hex_of(&img.digest) else {
+            continue;
+        };
+        let Ok(bytes) = fs::read(part.blob(hex)) else {
+            continue;
+        };
+        let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {
+            continue;
+        };
+        add(m.config().digest().as_ref());
+        for l in m.layers() {
+            add(l.digest().as_ref());
+        }
+    }
+    used
+}

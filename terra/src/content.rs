@@ -1,0 +1,141 @@
+//! The content store: `content/blobs/sha256/<hex>` holds verified blobs only;
+//! downloads go to `content/ingest/<hex>` first, are hashed as they arrive,
+//! resumed after an interruption, and renamed into place once their size and
+//! sha256 match the descriptor.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::{hex_of, HashingWriter};
+use crate::progress::Bar;
+use crate::source::Source;
+
+pub struct Store {
+    blobs: PathBuf,
+    ingest: PathBuf,
+}
+
+impl Store {
+    pub fn new(blobs: PathBuf, ingest: PathBuf) -> Result<Self> {
+        for d in [&blobs, &ingest] {
+            fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        }
+        Ok(Self { blobs, ingest })
+    }
+
+    pub fn path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.blobs.join(hex_of(digest)?))
+    }
+
+    /// A blob is present when its file exists with the expected size (only
+    /// verified blobs are ever renamed into the store).
+    pub fn has(&self, digest: &str, size: u64) -> bool {
+        self.path(digest)
+            .and_then(|p| Ok(fs::metadata(p)?.len() == size))
+            .unwrap_or(false)
+    }
+
+    /// Stores small verified bytes (a manifest we already hold in memory).
+    pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let hex = hex_of(digest)?;
+        if crate::digest::sha256_hex(bytes) != hex {
+            bail!("internal: bytes do not match {digest}");
+        }
+        if self.has(digest, bytes.len() as u64) {
+            return Ok(());
+        }
+        terra_layout::atomic::write_atomic(&self.blobs.join(hex), bytes)
+            .with_context(|| format!("writing blob {digest}"))
+    }
+
+    /// Fetches a blob into the store unless present; verifies size and
+    /// sha256 before it becomes visible. Returns its path.
+    pub fn fetch(&self, src: &dyn Source, digest: &str, size: u64, bar: &Bar) -> Result<PathBuf> {
+        let hex = hex_of(digest)?;
+        let dest = self.blobs.join(hex);
+        if self.has(digest, size) {
+            bar.finish_with("present");
+            return Ok(dest);
+        }
+        let partial = self.ingest.join(hex);
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&partial)
+            .with_context(|| format!("opening {}", partial.display()))?;
+        let mut have = file.metadata()?.len();
+        if have > size {
+            file.set_len(0)?;
+            have = 0;
+        }
+        // Hash what an earlier run left, then ask only for the rest.
+        let mut hasher = Sha256::new();
+        if have > 0 {
+            let mut f = File::open(&partial)?;
+            io::copy(&mut (&mut f).take(have), &mut hasher)?;
+            log::debug!("resuming {digest} at {have} of {size} bytes");
+        }
+        let (reader, start) = if have == size {
+            (Box::new(io::empty()) as Box<dyn Read + Send>, size)
+        } else {
+            src.blob(digest, have)?
+        };
+        if start != have {
+            file.set_len(0)?;
+            hasher = Sha256::new();
+            have = 0;
+        }
+        bar.set_position(have);
+        let mut out = HashingWriter::new(BarWriter { file, bar }, hasher, have);
+        // One byte more than expected tells a too-long blob from a right one.
+        let mut limited = reader.take(size - have + 1);
+        io::copy(&mut limited, &mut out)
+            .with_context(|| format!("downloading {digest} into {}", partial.display()))?;
+        let count = out.count;
+        let got = hex::encode(out.hasher.finalize());
+        let file = out.inner.file;
+        if count != size {
+            if count > size {
+                let _ = fs::remove_file(&partial);
+            }
+            bail!("blob {digest}: expected {size} bytes, got {count} (truncated or wrong blob)");
+        }
+        if got != hex {
+            let _ = fs::remove_file(&partial);
+            bail!("blob {digest}: sha256 is sha256:{got}; the descriptor says {digest}");
+        }
+        file.sync_all()?;
+        fs::rename(&partial, &dest)
+            .with_context(|| format!("moving {} to {}", partial.display(), dest.display()))?;
+        terra_layout::atomic::fsync_dir(&self.blobs)?;
+        bar.finish_with("verified");
+        Ok(dest)
+    }
+
+    /// Reads a small verified blob (config).
+    pub fn read(&self, digest: &str) -> Result<Vec<u8>> {
+        let p = self.path(digest)?;
+        fs::read(&p).with_context(|| format!("reading {}", p.display()))
+    }
+}
+
+struct BarWriter<'a> {
+    file: File,
+    bar: &'a Bar,
+}
+
+impl Write for BarWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.bar.inc(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}

@@ -1,0 +1,252 @@
+//! `terra install`: resolve, fetch and unpack the layers (in parallel), copy
+//! the kernel, then write the version record LAST, atomically, and the boot
+//! menu. Killed at any point, earlier versions are untouched and running the
+//! same command again finishes the job.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+use terra_layout::record::{check_name, BootState, ImageInfo};
+use terra_layout::{Handoff, Metadata, Partition, VersionRecord};
+
+use crate::content::Store;
+use crate::image::{Image, Layer, Platform};
+use crate::progress::Progress;
+use crate::source::Source;
+
+pub struct Request<'a> {
+    pub reference: String,
+    pub source: &'a dyn Source,
+    pub name: Option<String>,
+    pub platform: Platform,
+    pub handoff: Handoff,
+    pub force: bool,
+    pub jobs: usize,
+}
+
+pub fn store_of(part: &Partition) -> Result<Store> {
+    Store::new(part.blobs_dir(), part.ingest_dir())
+}
+
+pub fn install(part: &Partition, req: &Request) -> Result<()> {
+    let started = Instant::now();
+    let store = store_of(part)?;
+    let image = crate::image::resolve(req.source, &store, &req.platform)
+        .with_context(|| format!("resolving {}", req.reference))?;
+    let name = req.name.clone().ok_or_else(|| {
+        anyhow!(
+            "{} has no tag to name the version: give --name",
+            req.reference
+        )
+    })?;
+    check_name(&name)?;
+    let meta = Metadata::load(&part.metadata())?;
+    if let Some(old) = meta.versions.get(&name) {
+        let same = old
+            .image
+            .as_ref()
+            .is_some_and(|i| i.digest == image.manifest_digest);
+        if same && !req.force && lowers_present(part, old) {
+            log::info!(
+                "version {name} is already installed from {} (no change)",
+                image.manifest_digest
+            );
+            return Ok(());
+        }
+        if !same && !req.force {
+            bail!(
+                "version {name} is already installed from another image ({}); use --force to replace it or --name for another name",
+                old.image.as_ref().map(|i| i.digest.as_str()).unwrap_or("unknown")
+            );
+        }
+    }
+    log::info!(
+        "installing {} ({}, {} layers) as version {name}",
+        req.reference,
+        image.manifest_digest,
+        image.layers.len()
+    );
+    let made = fetch_and_unpack(part, &store, req.source, &image, req.jobs)?;
+
+    let lowers: Vec<String> = image
+        .layers
+        .iter()
+        .rev() // overlayfs: top-most first
+        .map(|l| terra_layout::partition::layer_snapshot(&l.chain_id))
+        .collect();
+    let (kernel, initrd) = crate::menu::copy_boot_files(part, &name, &lowers)?;
+    let (upper, work) = terra_layout::partition::version_rw(&name);
+    for d in [&upper, &work] {
+        let p = part.resolve(d)?;
+        if req.force && p.exists() {
+            fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
+        }
+        fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+    }
+    let size = lowers
+        .iter()
+        .map(|l| dir_size(&part.root().join(l)))
+        .sum::<u64>();
+    crate::snapshot::sync_fs(part.root())?;
+
+    // The record, last: everything it names is on disk.
+    let mut meta = Metadata::load(&part.metadata())?;
+    let record = VersionRecord {
+        lowers,
+        upper,
+        work,
+        handoff: req.handoff.clone(),
+        kernel,
+        initrd,
+        image: Some(ImageInfo {
+            reference: req.reference.clone(),
+            digest: image.manifest_digest.clone(),
+            config: Some(image.config_digest.clone()),
+        }),
+        installed_at: now(),
+        size,
+        boot: BootState::default(),
+    };
+    meta.versions.insert(name.clone(), record);
+    if meta.default.is_none() {
+        meta.default = Some(name.clone());
+    }
+    meta.store(&part.metadata())?;
+    crate::menu::write(part, &meta)?;
+    log::info!(
+        "installed version {name}: {} new of {} layers, {:.1} MB, in {:.2} s{}",
+        made,
+        image.layers.len(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        if meta.default.as_deref() == Some(name.as_str()) {
+            " (default)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn lowers_present(part: &Partition, rec: &VersionRecord) -> bool {
+    rec.lowers
+        .iter()
+        .all(|l| part.resolve(l).map(|p| p.is_dir()).unwrap_or(false))
+}
+
+/// Fetches and unpacks every layer whose snapshot is missing, `jobs` at a
+/// time; each layer is fetched (hashed as it arrives), verified, then
+/// unpacked. Returns how many snapshots were made.
+pub fn fetch_and_unpack(
+    part: &Partition,
+    store: &Store,
+    src: &dyn Source,
+    image: &Image,
+    jobs: usize,
+) -> Result<usize> {
+    let todo: Vec<&Layer> = image
+        .layers
+        .iter()
+        .filter(|l| {
+            crate::snapshot::snapshot_dir(part, l)
+                .map(|d| !d.is_dir())
+                .unwrap_or(true)
+        })
+        .collect();
+    let progress = Progress::new();
+    let next = AtomicUsize::new(0);
+    let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
+    let made = AtomicUsize::new(0);
+    let workers = jobs.clamp(1, todo.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                let Some(layer) = todo.get(i) else { break };
+                if errors.lock().map(|e| !e.is_empty()).unwrap_or(true) {
+                    break; // stop early; the first error is reported
+                }
+                match one_layer(part, store, src, layer, &progress) {
+                    Ok(true) => {
+                        made.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        if let Ok(mut errs) = errors.lock() {
+                            errs.push(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let mut errs = errors.into_inner().unwrap_or_default();
+    if !errs.is_empty() {
+        return Err(errs.remove(0));
+    }
+    Ok(made.into_inner())
+}
+
+fn one_layer(
+    part: &Partition,
+    store: &Store,
+    src: &dyn Source,
+    layer: &Layer,
+    progress: &Progress,
+) -> Result<bool> {
+    let short = &layer.digest[7..19];
+    let bar = progress.bar(format!("fetch {short}"), layer.size);
+    let blob = store
+        .fetch(src, &layer.digest, layer.size, &bar)
+        .with_context(|| format!("fetching layer {}", layer.digest))?;
+    let bar = progress.bar(format!("unpack {short}"), layer.size);
+    crate::snapshot::ensure(part, layer, &blob, &bar)
+        .with_context(|| format!("unpacking layer {}", layer.digest))
+}
+
+/// Bytes of regular files under `dir` (not following symlinks).
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Removes leftovers of an interrupted install in `tmp/` (the caller holds
+/// the partition lock, so no install is running).
+pub fn clear_tmp(part: &Partition) -> Result<()> {
+    let tmp = part.tmp_dir();
+    let Ok(rd) = fs::read_dir(&tmp) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if name.to_string_lossy().starts_with("unpack-") {
+            log::debug!("removing the leftover {}", e.path().display());
+            fs::remove_dir_all(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}

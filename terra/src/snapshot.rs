@@ -1,0 +1,146 @@
+//! One layer, unpacked once into `ov/snapshots/sha256-<chain id>`: decompress
+//! (streamed), hash the tar against the config's diff_id, unpack into a temp
+//! dir under `tmp/`, flush the filesystem, then rename into place. A crash
+//! leaves only a temp dir, which the next install clears.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::digest::{hex_of, HashingReader};
+use crate::image::{Compression, Layer};
+use crate::progress::Bar;
+use crate::unpack::{unpack, Stats, Whiteouts};
+
+/// Opens a layer blob as the uncompressed tar stream.
+pub fn open_layer<'a>(
+    blob: &Path,
+    compression: Compression,
+    bar: Option<&'a Bar>,
+) -> Result<Box<dyn Read + Send + 'a>> {
+    let file = File::open(blob).with_context(|| format!("opening {}", blob.display()))?;
+    let counted = Counted {
+        inner: BufReader::with_capacity(1 << 20, file),
+        bar,
+    };
+    Ok(match compression {
+        Compression::None => Box::new(counted),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            1 << 18,
+            flate2::bufread::MultiGzDecoder::new(counted),
+        )),
+        Compression::Zstd => Box::new(BufReader::with_capacity(
+            1 << 18,
+            zstd::stream::read::Decoder::with_buffer(counted).context("starting zstd")?,
+        )),
+    })
+}
+
+/// Counts compressed bytes read, for the unpack progress bar.
+struct Counted<'a, R> {
+    inner: R,
+    bar: Option<&'a Bar>,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(b) = self.bar {
+            b.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+impl<R: io::BufRead> io::BufRead for Counted<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, n: usize) {
+        if let Some(b) = self.bar {
+            b.inc(n as u64);
+        }
+        self.inner.consume(n)
+    }
+}
+
+/// Unpacks `blob` into `dir` (existing), checking the diff_id.
+pub fn unpack_checked(
+    blob: &Path,
+    layer: &Layer,
+    dir: &Path,
+    mode: Whiteouts,
+    bar: Option<&Bar>,
+) -> Result<Stats> {
+    let want = hex_of(&layer.diff_id)?;
+    let tar = open_layer(blob, layer.compression, bar)?;
+    let (stats, rest) = unpack(HashingReader::new(tar), dir, mode)?;
+    let mut rest = rest;
+    // Trailing zero blocks after the tar's end still count in the digest.
+    io::copy(&mut rest, &mut io::sink()).context("reading the end of the layer")?;
+    let (got, _) = rest.finish();
+    if got != want {
+        bail!(
+            "layer {}: uncompressed sha256 is sha256:{got}; the config's diff_id is {}",
+            layer.digest,
+            layer.diff_id
+        );
+    }
+    Ok(stats)
+}
+
+/// Makes sure the snapshot of `layer` exists under the partition; returns
+/// whether it had to be made.
+pub fn ensure(
+    part: &terra_layout::Partition,
+    layer: &Layer,
+    blob: &Path,
+    bar: &Bar,
+) -> Result<bool> {
+    let final_dir = snapshot_dir(part, layer)?;
+    if final_dir.is_dir() {
+        bar.finish_with("already unpacked");
+        return Ok(false);
+    }
+    let hex = hex_of(&layer.chain_id)?;
+    let tmp = part.tmp_dir().join(format!("unpack-{hex}"));
+    if fs::symlink_metadata(&tmp).is_ok() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
+    }
+    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let result =
+        unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar)).and_then(|stats| {
+            // Everything under tmp/ is on disk before the name appears.
+            sync_fs(&tmp)?;
+            fs::rename(&tmp, &final_dir)
+                .with_context(|| format!("moving {} to {}", tmp.display(), final_dir.display()))?;
+            terra_layout::atomic::fsync_dir(&part.snapshots_dir())?;
+            Ok(stats)
+        });
+    match result {
+        Ok(stats) => {
+            bar.finish_with(&format!("unpacked ({} entries)", stats.entries));
+            Ok(true)
+        }
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            Err(e)
+        }
+    }
+}
+
+pub fn snapshot_dir(part: &terra_layout::Partition, layer: &Layer) -> Result<PathBuf> {
+    hex_of(&layer.chain_id)?;
+    Ok(part
+        .root()
+        .join(terra_layout::partition::layer_snapshot(&layer.chain_id)))
+}
+
+/// syncfs(2) on the filesystem holding `path`: one call flushes every file
+/// of the unpack (cheaper than an fsync per file, same guarantee).
+pub fn sync_fs(path: &Path) -> Result<()> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    rustix::fs::syncfs(&f).with_context(|| format!("syncfs on {}", path.display()))
+}

@@ -1,0 +1,137 @@
+//! Where an image comes from: a registry or an OCI image layout on disk.
+//! Both answer the same three questions; everything they return is verified
+//! by the caller against a digest before use.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use oci_spec::image::ImageIndex;
+
+use crate::digest::hex_of;
+use crate::reference::LayoutRef;
+
+/// The manifest (or index) a reference names, not yet verified.
+pub struct Root {
+    pub bytes: Vec<u8>,
+    /// From the registry's Content-Type or the layout's descriptor.
+    pub media_type: Option<String>,
+    /// The digest the bytes must have, when the reference pins one.
+    pub expected_digest: Option<String>,
+}
+
+pub trait Source: Sync {
+    /// The manifest or index the reference names.
+    fn root(&self) -> Result<Root>;
+    /// A manifest by digest (a child of an index). Returns the bytes.
+    fn manifest(&self, digest: &str) -> Result<Vec<u8>>;
+    /// A blob, starting at `offset` if the source can (returns the offset it
+    /// actually starts at: 0 when it cannot resume).
+    fn blob(&self, digest: &str, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)>;
+}
+
+/// An OCI image layout directory (`oci-layout`, `index.json`, `blobs/`).
+pub struct Layout {
+    dir: PathBuf,
+    tag: Option<String>,
+}
+
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+impl Layout {
+    pub fn open(r: &LayoutRef) -> Result<Self> {
+        let marker = r.path.join("oci-layout");
+        if !marker.is_file() {
+            bail!(
+                "{} is not an OCI image layout (no oci-layout file)",
+                r.path.display()
+            );
+        }
+        Ok(Self {
+            dir: r.path.clone(),
+            tag: r.tag.clone(),
+        })
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        Ok(self.dir.join("blobs/sha256").join(hex_of(digest)?))
+    }
+}
+
+impl Source for Layout {
+    fn root(&self) -> Result<Root> {
+        let path = self.dir.join("index.json");
+        let index =
+            ImageIndex::from_file(&path).with_context(|| format!("reading {}", path.display()))?;
+        let names = |d: &oci_spec::image::Descriptor| {
+            d.annotations()
+                .as_ref()
+                .and_then(|a| a.get(REF_NAME).cloned())
+        };
+        let chosen = match &self.tag {
+            Some(tag) => index
+                .manifests()
+                .iter()
+                .find(|d| names(d).as_deref() == Some(tag.as_str())),
+            None if index.manifests().len() == 1 => index.manifests().first(),
+            None => bail!(
+                "{} holds {} images; name one with oci:PATH:TAG (tags: {})",
+                self.dir.display(),
+                index.manifests().len(),
+                index
+                    .manifests()
+                    .iter()
+                    .filter_map(names)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        let Some(desc) = chosen else {
+            bail!(
+                "{} has no image tagged {:?} (tags: {})",
+                self.dir.display(),
+                self.tag.as_deref().unwrap_or(""),
+                index
+                    .manifests()
+                    .iter()
+                    .filter_map(names)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let digest = desc.digest().to_string();
+        let bytes = read_limited(&self.blob_path(&digest)?, desc.size())?;
+        Ok(Root {
+            bytes,
+            media_type: Some(desc.media_type().to_string()),
+            expected_digest: Some(digest),
+        })
+    }
+
+    fn manifest(&self, digest: &str) -> Result<Vec<u8>> {
+        read_limited(&self.blob_path(digest)?, crate::image::MAX_MANIFEST)
+    }
+
+    fn blob(&self, digest: &str, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
+        let path = self.blob_path(digest)?;
+        let mut f = File::open(&path).with_context(|| {
+            format!(
+                "blob {digest} is missing from the layout ({})",
+                path.display()
+            )
+        })?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok((Box::new(f), offset))
+    }
+}
+
+/// Reads a small file, refusing one larger than `max` bytes.
+fn read_limited(path: &std::path::Path, max: u64) -> Result<Vec<u8>> {
+    let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut bytes = Vec::new();
+    f.take(max.min(crate::image::MAX_MANIFEST) + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
+}
