@@ -6,7 +6,9 @@ struct Stderr;
 
 impl Log for Stderr {
     fn enabled(&self, m: &Metadata) -> bool {
+        // Our own lines; the HTTP client's only at -vv.
         m.level() <= log::max_level()
+            && (m.target().starts_with("terra") || log::max_level() >= LevelFilter::Trace)
     }
     fn log(&self, r: &Record) {
         if self.enabled(r.metadata()) {

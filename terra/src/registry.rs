@@ -151,7 +151,7 @@ impl Source for Registry {
         let (bytes, media_type, header_digest) = self.fetch_manifest(self.image.manifest_ref())?;
         if media_type
             .as_deref()
-            .is_some_and(|t| t.contains("manifest.v1"))
+            .is_some_and(|t| t.starts_with("application/vnd.docker.distribution.manifest.v1"))
         {
             bail!(
                 "{}: Docker schema 1 manifests are not supported",

@@ -1,0 +1,175 @@
+//! `terra install` from a real registry: Debian's `docker-registry` on
+//! 127.0.0.1, images pushed with skopeo (OCI and Docker schema 2, an index,
+//! a zstd layer), incremental installs that fetch only new layers.
+
+mod install_support;
+
+use std::fs;
+use std::process::Command;
+
+use install_support::*;
+use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+use terra_tests::registry::Registry;
+
+fn fetch_lines(out: &str) -> usize {
+    out.lines()
+        .filter(|l| l.contains(": fetch ") || l.starts_with("terra: fetch "))
+        .count()
+}
+
+#[test]
+fn installs_from_a_registry_and_v2_fetches_only_its_new_layer() {
+    let reg = Registry::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let v1 = layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), mid_layer(), top_layer("v1")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let mut t = Tar::new();
+    t.dir("etc", 0o755).file("etc/hostname", b"v2\n", 0o644);
+    let v2 = layout
+        .add_image(
+            Some("v2"),
+            &[base_layer(), mid_layer(), Layer::zstd(t.finish())],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let r1 = reg.push(&layout.dir, "v1", "terra/os").unwrap();
+    let r2 = reg.push(&layout.dir, "v2", "terra/os").unwrap();
+
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    let out = ok(&["--root", r, "install", &r1]);
+    assert_eq!(fetch_lines(&out), 3, "{out}");
+    let out = ok(&["--root", r, "install", &r2]);
+    assert_eq!(fetch_lines(&out), 1, "only the new layer is fetched: {out}");
+    assert!(out.contains("1 new of 3 layers"), "{out}");
+    let m = meta(&root);
+    assert_eq!(
+        m.versions["v1"].image.as_ref().unwrap().digest,
+        v1.manifest_digest
+    );
+    assert_eq!(
+        m.versions["v2"].image.as_ref().unwrap().digest,
+        v2.manifest_digest
+    );
+    assert_eq!(m.versions["v1"].image.as_ref().unwrap().reference, r1);
+    assert_eq!(
+        fs::read_to_string(root.join(&m.versions["v2"].lowers[0]).join("etc/hostname")).unwrap(),
+        "v2\n"
+    );
+    // By digest, under another name: nothing new to fetch.
+    let pinned = format!("{}/terra/os@{}", reg.addr, v1.manifest_digest);
+    let out = ok(&["--root", r, "install", &pinned, "--name", "pinned"]);
+    assert_eq!(fetch_lines(&out), 0, "{out}");
+    assert_eq!(
+        meta(&root).versions["pinned"].lowers,
+        m.versions["v1"].lowers
+    );
+}
+
+#[test]
+fn docker_schema2_manifests_and_manifest_lists_install() {
+    let reg = Registry::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), top_layer("docker")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let amd = layout
+        .add_image(
+            None,
+            &[base_layer(), top_layer("amd64")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let arm = layout
+        .add_image(
+            None,
+            &[base_layer(), top_layer("arm64")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    layout
+        .add_index("multi", &[("linux/arm64", &arm), ("linux/amd64", &amd)])
+        .unwrap();
+    // skopeo converts to Docker schema 2 on the way.
+    let dest = format!("{}/terra/docker:v1", reg.addr);
+    let st = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--format",
+            "v2s2",
+        ])
+        .arg(layout.reference("v1"))
+        .arg(format!("docker://{dest}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let multi = reg.push(&layout.dir, "multi", "terra/multi").unwrap();
+
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    ok(&["--root", r, "install", &dest]);
+    let m = meta(&root);
+    let blob = root
+        .join("content/blobs/sha256")
+        .join(&m.versions["v1"].image.as_ref().unwrap().digest[7..]);
+    let manifest = fs::read_to_string(blob).unwrap();
+    assert!(
+        manifest.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{manifest}"
+    );
+    assert_eq!(
+        fs::read_to_string(root.join(&m.versions["v1"].lowers[0]).join("etc/hostname")).unwrap(),
+        "docker\n"
+    );
+
+    ok(&["--root", r, "install", &multi]);
+    ok(&[
+        "--root",
+        r,
+        "install",
+        &multi,
+        "--platform",
+        "linux/arm64",
+        "--name",
+        "arm",
+    ]);
+    let m = meta(&root);
+    assert_eq!(
+        m.versions["multi"].image.as_ref().unwrap().digest,
+        amd.manifest_digest
+    );
+    assert_eq!(
+        m.versions["arm"].image.as_ref().unwrap().digest,
+        arm.manifest_digest
+    );
+}
+
+#[test]
+fn an_unknown_repository_or_tag_is_a_clear_error() {
+    let reg = Registry::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path().to_str().unwrap();
+    let err = fails(&[
+        "--root",
+        r,
+        "install",
+        &format!("{}/nope/nope:v1", reg.addr),
+    ]);
+    assert!(err.contains("HTTP 404") && err.contains("nope"), "{err}");
+    assert!(!tmp.path().join("ov/metadata.db").exists());
+}
