@@ -253,15 +253,36 @@ pub struct Member {
     pub data: Vec<u8>,
 }
 
-/// Reads every member of an uncompressed newc archive (stops at the trailer).
+/// Reads every member of an uncompressed stream of newc archives: the
+/// kernel accepts several archives one after the other, with zero padding
+/// between them.
 pub fn read_newc(mut input: &[u8]) -> io::Result<Vec<Member>> {
     let mut members = Vec::new();
     loop {
-        let reader = newc::Reader::new(input)?;
-        let e = reader.entry();
-        if e.is_trailer() {
+        input = skip_zeros(input);
+        if input.is_empty() {
             return Ok(members);
         }
+        let (more, rest) = read_one_newc(input)?;
+        members.extend(more);
+        input = rest;
+    }
+}
+
+/// The bytes after any zero padding.
+pub fn skip_zeros(input: &[u8]) -> &[u8] {
+    let start = input.iter().position(|b| *b != 0).unwrap_or(input.len());
+    &input[start..]
+}
+
+/// Reads one newc archive up to and including its trailer; returns its
+/// members and what follows it.
+pub fn read_one_newc(mut input: &[u8]) -> io::Result<(Vec<Member>, &[u8])> {
+    let mut members = Vec::new();
+    loop {
+        let mut reader = newc::Reader::new(input)?;
+        let e = reader.entry();
+        let trailer = e.is_trailer();
         let mut m = Member {
             name: e.name().to_string(),
             mode: e.mode(),
@@ -271,9 +292,11 @@ pub fn read_newc(mut input: &[u8]) -> io::Result<Vec<Member>> {
             rdev: (e.rdev_major(), e.rdev_minor()),
             data: Vec::with_capacity(e.file_size() as usize),
         };
-        let mut reader = reader;
         reader.read_to_end(&mut m.data)?;
         input = reader.finish()?;
+        if trailer {
+            return Ok((members, input));
+        }
         members.push(m);
     }
 }

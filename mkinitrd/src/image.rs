@@ -3,6 +3,7 @@
 //! (`/init`, `/dev/console`, the directories init expects, modules under
 //! `/lib/modules/KVER/`, `/etc/terra/modules` and `modules.why`, busybox).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,19 @@ pub const SHELL_APPLETS: &[&str] = &[
     "cat", "dmesg", "ls", "lsmod", "mkdir", "mount", "ps", "sh", "umount", "blkid", "insmod", "ip",
     "poweroff", "reboot",
 ];
+
+/// Parses `--module-options "NAME OPTIONS"` (as in modprobe.d's `options`
+/// lines) into the canonical name and the options.
+pub fn parse_module_options(s: &str) -> Result<(String, String), String> {
+    match s.trim().split_once(char::is_whitespace) {
+        Some((name, options)) if !options.trim().is_empty() => {
+            Ok((kmod::normalize(name), options.trim().to_string()))
+        }
+        _ => Err(format!(
+            "{s:?}: expected \"MODULE OPTIONS\", e.g. \"virtio_blk queue_depth=64\""
+        )),
+    }
+}
 
 /// A host file or directory to copy in: `SRC[:DEST]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,6 +96,9 @@ pub struct Spec {
     pub modules: Vec<String>,
     /// The default set added to them.
     pub module_set: ModuleSet,
+    /// Parameters for modules, by canonical name (`virtio_blk` ->
+    /// `queue_depth=64`), written after the module's path in the load order.
+    pub module_options: BTreeMap<String, String>,
     /// The static init binary, stored as `/init`.
     pub init: PathBuf,
     /// A static busybox to add as `/bin/busybox` with `/bin/sh`, if any.
@@ -202,7 +219,17 @@ fn add_modules(archive: &mut Archive, spec: &Spec) -> Result<Resolution> {
             compress::uncompressed_module_path(&m.path)
         );
         archive.file(&dest, data, 0o644)?;
-        order.push_str(&format!("/{dest}\n"));
+        match spec.module_options.get(&m.name) {
+            Some(options) => order.push_str(&format!("/{dest} {options}\n")),
+            None => order.push_str(&format!("/{dest}\n")),
+        }
+    }
+    for name in spec.module_options.keys() {
+        if !resolution.load.iter().any(|m| &m.name == name) {
+            bail!(
+                "--module-options for {name}, which is not in the initramfs (add --module {name})"
+            );
+        }
     }
     archive.file(MODULES_FILE, order.into_bytes(), 0o644)?;
     archive.file(WHY_FILE, resolution.why_text().into_bytes(), 0o644)?;

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 
-use crate::archive::{read_newc, Member};
+use crate::archive::{read_newc, read_one_newc, skip_zeros, Member};
 use crate::compress::{decompress, Format};
 use crate::image::WHY_FILE;
 
@@ -22,17 +22,35 @@ pub struct Listing {
     pub members: Vec<Member>,
 }
 
-/// Reads an initramfs (compression detected by magic).
+/// Reads an initramfs: uncompressed cpio archives (such as an early
+/// microcode archive), then possibly one compressed part running to the end
+/// of the file (compression detected by magic), as the kernel reads it.
 pub fn read(data: &[u8]) -> Result<Listing> {
-    let format = Format::detect(data);
-    let cpio = decompress(data)?;
-    let members = read_newc(&cpio).context("reading the cpio archive (is this an initramfs?)")?;
-    Ok(Listing {
-        format,
-        compressed: data.len(),
-        uncompressed: cpio.len(),
-        members,
-    })
+    let mut members = Vec::new();
+    let mut rest = data;
+    let mut uncompressed = 0;
+    loop {
+        rest = skip_zeros(rest);
+        let format = Format::detect(rest);
+        if rest.is_empty() || format != Format::Plain {
+            if !rest.is_empty() {
+                let cpio = decompress(rest)?;
+                uncompressed += cpio.len();
+                members.extend(read_newc(&cpio).context("reading the compressed cpio archive")?);
+            }
+            return Ok(Listing {
+                format,
+                compressed: data.len(),
+                uncompressed,
+                members,
+            });
+        }
+        let (more, after) =
+            read_one_newc(rest).context("reading a cpio archive (is this an initramfs?)")?;
+        uncompressed += rest.len() - after.len();
+        members.extend(more);
+        rest = after;
+    }
 }
 
 impl Listing {
@@ -41,7 +59,7 @@ impl Listing {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "# {} entries; {} compression, {} bytes ({} uncompressed)",
+            "# {} entries; compression: {}; {} bytes ({} uncompressed)",
             self.members.len(),
             self.format.name(),
             self.compressed,

@@ -48,6 +48,11 @@ pub struct Cli {
     #[arg(long, value_enum, value_name = "SET", default_value = "server")]
     pub module_set: ModuleSet,
 
+    /// Parameters for a module, as in modprobe.d: "NAME OPTIONS" (e.g.
+    /// "virtio_blk queue_depth=64"); init passes them to finit_module. Repeatable.
+    #[arg(long, value_name = "\"NAME OPTIONS\"", value_parser = image::parse_module_options)]
+    pub module_options: Vec<(String, String)>,
+
     /// The static init binary, stored as /init [default: terra-init next to
     /// mkinitrd, else the workspace's target/x86_64-unknown-linux-gnu/init/terra-init].
     #[arg(long, value_name = "PATH")]
@@ -137,6 +142,7 @@ fn run_build(cli: &Cli) -> Result<()> {
             .unwrap_or_else(|| PathBuf::from("/lib/modules").join(&kver)),
         modules: cli.modules.clone(),
         module_set: cli.module_set,
+        module_options: cli.module_options.iter().cloned().collect(),
         init: match &cli.init {
             Some(path) => path.clone(),
             None => default_init()?,

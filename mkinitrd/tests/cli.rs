@@ -32,7 +32,11 @@ fn build(dir: &Path, out: &str, extra: &[&str]) -> std::path::PathBuf {
 #[test]
 fn contents_follow_the_contract() {
     let dir = tempfile::tempdir().unwrap();
-    let out = build(dir.path(), "x.img", &["--shell"]);
+    let out = build(
+        dir.path(),
+        "x.img",
+        &["--shell", "--module-options", "blk debug=1  level=2"],
+    );
     let listing = list::read(&fs::read(&out).unwrap()).unwrap();
     let get = |name: &str| {
         listing
@@ -79,7 +83,7 @@ fn contents_follow_the_contract() {
         [
             "/lib/modules/9.9.9-test/kernel/lib/helper.ko",
             "/lib/modules/9.9.9-test/kernel/lib/ring.ko",
-            "/lib/modules/9.9.9-test/kernel/drivers/blk.ko",
+            "/lib/modules/9.9.9-test/kernel/drivers/blk.ko debug=1  level=2",
         ]
     );
     let why = String::from_utf8(get("etc/terra/modules.why").data.clone()).unwrap();
@@ -356,6 +360,25 @@ fn errors_say_what_was_looked_for() {
     assert!(!ok);
     assert!(err.contains("dynamically linked"), "{err}");
 
+    // Options for a module that is not in the image.
+    let (ok, _, err) = run(base(&[
+        "-k",
+        "9.9.9-test",
+        "-m",
+        "blk",
+        "--module-options",
+        "helpr x=1",
+    ])
+    .arg("--modules-dir")
+    .arg(&modules)
+    .arg("--init")
+    .arg(&init));
+    assert!(!ok);
+    assert!(
+        err.contains("--module-options for helpr, which is not in the initramfs"),
+        "{err}"
+    );
+
     // Nothing was written by any of these.
     assert!(!dir.path().join("initramfs-9.9.9-test.img").exists());
     assert!(!dir.path().join("initramfs-0.0.0-nope.img").exists());
@@ -367,7 +390,7 @@ fn list_and_explain() {
     let out = build(dir.path(), "l.img", &[]);
     let (ok, text, err) = run(mkinitrd().arg("--list").arg(&out));
     assert!(ok, "{err}");
-    assert!(text.contains("zstd compression"), "{text}");
+    assert!(text.contains("compression: zstd"), "{text}");
     assert!(
         text.contains("crw-------   0/0         5,1 dev/console"),
         "{text}"
