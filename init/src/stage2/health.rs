@@ -3,11 +3,9 @@
 use terra_layout::partition::RUNTIME_MOUNT;
 use terra_layout::{Metadata, Partition};
 
-/// Logs the readiness line the boot timeline and tests look for, and sets
-/// `boot.good` of the booted version in `ov/metadata.db` (atomically; left
+/// Sets `boot.good` of the booted version in `ov/metadata.db` (atomically; left
 /// alone when already good). Failures are logged: the system runs anyway.
 pub fn mark_boot_good(version: &str) {
-    log::info!("containerd is ready (uptime {:.3} s)", super::uptime());
     let path = Partition::new(RUNTIME_MOUNT).metadata();
     let mut meta = match Metadata::load(&path) {
         Ok(m) => m,

@@ -52,6 +52,11 @@ pub fn run(h: Handover) -> ! {
     host::set_hostname(Path::new("/etc/hostname"));
     host::loopback_up();
     let specs = services::load(Path::new(SERVICES_DIR));
+    if h.debug {
+        for s in &specs {
+            log::info!("service {}: {:?}", s.name, s);
+        }
+    }
     let mut sup = supervise::Supervisor::new(specs, h.version.clone());
     let action = sup.run(&signals);
     sup.stop_all();

@@ -39,7 +39,8 @@ pub enum Step {
 }
 
 /// The unmount plan for `mounts` (mountinfo order): everything but the kept
-/// ones in reverse order, then the root read-only, then the partition.
+/// ones in reverse order, then the root read-only, then the partition
+/// read-only.
 pub fn plan(mounts: &[MountInfo], partition: &str) -> Vec<Step> {
     let mut steps: Vec<Step> = mounts
         .iter()
@@ -52,8 +53,12 @@ pub fn plan(mounts: &[MountInfo], partition: &str) -> Vec<Step> {
     if mounts.iter().any(|m| m.target == "/") {
         steps.push(Step::ReadOnly("/".to_string()));
     }
+    // The partition cannot be unmounted (the root overlay keeps its upper
+    // dir), and unmounting this one mount point would leave its superblock
+    // alive and dirty: remount it read-only, which flushes the whole
+    // filesystem and marks it clean.
     if mounts.iter().any(|m| m.target == partition) {
-        steps.push(Step::Unmount(partition.to_string()));
+        steps.push(Step::ReadOnly(partition.to_string()));
     }
     steps
 }
@@ -168,9 +173,17 @@ fn unmount_all() {
 /// (for ext4: the journal is committed, so no replay at the next mount).
 fn read_only(target: &str) {
     let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-    match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
-        Ok(()) => log::info!("mount -o remount,ro {target}"),
-        Err(e) => log::error!("mount -o remount,ro {target}: {e}"),
+    // EBUSY: a file is still open for writing; its process is dying (a
+    // SIGKILLed process closes its files on the way out). Try a few times.
+    for attempt in 1..=5 {
+        match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
+            Ok(()) => return log::info!("mount -o remount,ro {target}"),
+            Err(Errno::EBUSY) if attempt < 5 => {
+                nix::unistd::sync();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => return log::error!("mount -o remount,ro {target}: {e}"),
+        }
     }
 }
 
@@ -198,7 +211,7 @@ mod tests {
                 Step::Unmount("/tmp".into()),
                 Step::Unmount("/var/lib/containerd".into()),
                 Step::ReadOnly("/".into()),
-                Step::Unmount(RUNTIME_MOUNT.into()),
+                Step::ReadOnly(RUNTIME_MOUNT.into()),
             ]
         );
     }

@@ -81,9 +81,9 @@ impl Supervisor {
     /// Supervises until a signal asks for a shutdown; returns which.
     pub fn run(&mut self, signals: &Signals) -> Action {
         loop {
-            let now = Instant::now();
-            self.start_due(now);
-            self.check_ready();
+            // A start can make another service due (one without a ready check
+            // is ready once started): go on until nothing changes.
+            while self.start_due(Instant::now()) | self.check_ready() {}
             for sig in signals.wait(self.next_wake(Instant::now())) {
                 if sig == Signal::SIGCHLD {
                     self.reap();
@@ -110,7 +110,9 @@ impl Supervisor {
         wake
     }
 
-    fn start_due(&mut self, now: Instant) {
+    /// Starts what is due; says whether it started anything.
+    fn start_due(&mut self, now: Instant) -> bool {
+        let mut started = false;
         for i in 0..self.services.len() {
             let due = match self.services[i].state {
                 State::Waiting => self.services[i]
@@ -123,8 +125,10 @@ impl Supervisor {
             };
             if due {
                 self.start(i);
+                started = true;
             }
         }
+        started
     }
 
     fn start(&mut self, i: usize) {
@@ -156,8 +160,10 @@ impl Supervisor {
         }
     }
 
-    fn check_ready(&mut self) {
+    /// Tries the ready sockets; says whether a service became ready.
+    fn check_ready(&mut self) -> bool {
         let mut containerd_ready = false;
+        let mut any = false;
         for s in &mut self.services {
             let (State::Running { since, .. }, false, Some(ready)) =
                 (s.state, s.ready, &s.spec.ready)
@@ -166,6 +172,7 @@ impl Supervisor {
             };
             if UnixStream::connect(&ready.socket).is_ok() {
                 s.ready = true;
+                any = true;
                 log::info!(
                     "{} is ready: {} answers, {} ms after start (uptime {:.3} s)",
                     s.spec.name,
@@ -180,6 +187,7 @@ impl Supervisor {
             self.boot_marked = true;
             super::health::mark_boot_good(&self.version);
         }
+        any
     }
 
     /// Collects every child that ended: services are restarted per their
