@@ -8,7 +8,6 @@ pub mod disk;
 pub mod initramfs;
 pub mod ocilayout;
 pub mod osimage;
-pub mod osimage;
 pub mod partition;
 pub mod probe;
 pub mod registry;
