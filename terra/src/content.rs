@@ -91,7 +91,15 @@ impl Store {
             have = 0;
         }
         bar.set_position(have);
-        let mut out = HashingWriter::new(BarWriter { file, bar }, hasher, have);
+        let mut out = HashingWriter::new(
+            BarWriter {
+                file,
+                bar,
+                written: 0,
+            },
+            hasher,
+            have,
+        );
         // One byte more than expected tells a too-long blob from a right one.
         let mut limited = reader.take(size - have + 1);
         io::copy(&mut limited, &mut out)
@@ -126,6 +134,8 @@ impl Store {
 
 struct BarWriter<'a> {
     file: File,
+    /// Bytes written by this run (for the test crash point).
+    written: u64,
     bar: &'a Bar,
 }
 
@@ -133,6 +143,11 @@ impl Write for BarWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf)?;
         self.bar.inc(n as u64);
+        self.written += n as u64;
+        if self.written >= 64 << 10 && self.written - n as u64 <= 64 << 10 {
+            self.file.sync_all()?;
+            crate::install::crash_point("download");
+        }
         Ok(n)
     }
     fn flush(&mut self) -> io::Result<()> {

@@ -115,6 +115,7 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
     if meta.default.is_none() {
         meta.default = Some(name.clone());
     }
+    crash_point("record");
     meta.store(&part.metadata())?;
     crate::menu::write(part, &meta)?;
     log::info!(
@@ -249,4 +250,16 @@ pub fn clear_tmp(part: &Partition) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Test hook: with `TERRA_CRASH_AT=<point>` the process announces the point
+/// on stderr and stops there, so a test can `kill -9` it at a known moment
+/// (`download`, `unpack`, `record`). Without the variable, nothing happens.
+pub fn crash_point(point: &str) {
+    if std::env::var("TERRA_CRASH_AT").is_ok_and(|p| p == point) {
+        eprintln!("terra: crash point {point}");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
 }

@@ -57,6 +57,9 @@ pub fn unpack<R: Read>(reader: R, root: &Path, mode: Whiteouts) -> Result<(Stats
         let raw = entry.path_bytes().into_owned();
         let rel = clean_path(&raw)?;
         stats.entries += 1;
+        if stats.entries == 50 {
+            crate::install::crash_point("unpack");
+        }
         let Some(rel) = rel else {
             continue; // the layer's root itself ("./")
         };

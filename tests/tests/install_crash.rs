@@ -1,0 +1,171 @@
+//! Crash safety: `kill -9` during download, during unpack and right before
+//! the record; the earlier version is intact and the same command finishes.
+
+mod install_support;
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use install_support::*;
+use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+
+/// A layer big enough to be caught mid-download (incompressible) with
+/// enough entries to be caught mid-unpack.
+fn big_layer(seed: u8) -> Layer {
+    let mut t = Tar::new();
+    t.dir("data", 0o755);
+    let mut x: u32 = 0x9e37_79b9 ^ seed as u32;
+    let mut noise = vec![0u8; 512 << 10];
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    t.file("data/noise", &noise, 0o644);
+    for i in 0..200 {
+        t.file(
+            &format!("data/f{i}"),
+            format!("{seed}-{i}").as_bytes(),
+            0o644,
+        );
+    }
+    Layer::gzip(t.finish())
+}
+
+/// Runs terra with TERRA_CRASH_AT=point, waits for it to get there, kill -9.
+fn kill_at(point: &str, args: &[&str]) {
+    let mut child = Command::new(terra_bin())
+        .args(args)
+        .env("TERRA_CRASH_AT", point)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    for line in BufReader::new(stderr).lines() {
+        let line = line.unwrap();
+        let hit = line.contains(&format!("crash point {point}"));
+        seen.push(line);
+        if hit {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            return;
+        }
+    }
+    let st = child.wait().unwrap();
+    panic!("terra never reached {point} ({st}):\n{}", seen.join("\n"));
+}
+
+#[test]
+fn killed_at_each_point_the_old_version_stays_and_a_rerun_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), top_layer("v1")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let mut t = Tar::new();
+    t.dir("etc", 0o755).file("etc/hostname", b"v2\n", 0o644);
+    layout
+        .add_image(
+            Some("v2"),
+            &[
+                base_layer(),
+                big_layer(1),
+                big_layer(2),
+                Layer::gzip(t.finish()),
+            ],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let reg = terra_tests::registry::Registry::start().unwrap();
+    let v2 = reg.push(&layout.dir, "v2", "terra/os").unwrap();
+
+    let part = tmp.path().join("part");
+    fs::create_dir(&part).unwrap();
+    let r = part.to_str().unwrap();
+    ok(&["--root", r, "install", &layout.reference("v1")]);
+    let before = fs::read(part.join("ov/metadata.db")).unwrap();
+    let check_intact = || {
+        assert_eq!(
+            fs::read(part.join("ov/metadata.db")).unwrap(),
+            before,
+            "the record is untouched"
+        );
+        let m = meta(&part);
+        for l in &m.versions["v1"].lowers {
+            assert!(part.join(l).is_dir(), "{l}");
+        }
+        assert!(fs::read_to_string(part.join("boot/grub/grub.cfg"))
+            .unwrap()
+            .contains("v1"));
+    };
+
+    // During the download: a partial blob stays in content/ingest.
+    kill_at("download", &["--root", r, "install", &v2, "-j", "1"]);
+    check_intact();
+    assert!(
+        !names(&part.join("content/ingest")).is_empty(),
+        "a partial download is kept"
+    );
+    // During the unpack: a temp dir stays in tmp/, no snapshot of it.
+    kill_at("unpack", &["--root", r, "install", &v2, "-j", "1"]);
+    check_intact();
+    // Right before the record: everything is there but the record.
+    kill_at("record", &["--root", r, "install", &v2]);
+    check_intact();
+
+    // The same command finishes, resuming what it can.
+    let out = ok(&["--root", r, "-v", "install", &v2]);
+    assert!(out.contains("installed version v2"), "{out}");
+    let m = meta(&part);
+    assert!(m.versions.contains_key("v1") && m.versions.contains_key("v2"));
+    assert_eq!(
+        fs::read_to_string(part.join(&m.versions["v2"].lowers[0]).join("etc/hostname")).unwrap(),
+        "v2\n"
+    );
+    assert!(names(&part.join("content/ingest")).is_empty());
+    assert!(!names(&part.join("tmp"))
+        .iter()
+        .any(|n| n.starts_with("unpack-")));
+}
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    layout
+        .add_image(Some("v1"), &[big_layer(3)], &Breakage::default())
+        .unwrap();
+    let reg = terra_tests::registry::Registry::start().unwrap();
+    let v1 = reg.push(&layout.dir, "v1", "terra/os").unwrap();
+    let part = tmp.path().join("part");
+    fs::create_dir(&part).unwrap();
+    let r = part.to_str().unwrap();
+    kill_at("download", &["--root", r, "install", &v1]);
+    let partial: u64 = fs::read_dir(part.join("content/ingest"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .sum();
+    assert!(partial >= 64 << 10, "{partial}");
+    let out = ok(&["--root", r, "-v", "install", &v1]);
+    assert!(out.contains("resuming"), "{out}");
+    assert!(meta(&part).versions.contains_key("v1"));
+}
+
+fn names(dir: &std::path::Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}

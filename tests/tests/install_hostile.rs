@@ -1,0 +1,343 @@
+//! Hostile and broken images: each refused with a clear error, nothing
+//! written outside the snapshot, nothing recorded, earlier versions intact.
+
+mod install_support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use install_support::*;
+use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+
+/// A partition with v1 installed, and a scratch dir outside it.
+struct Setup {
+    tmp: tempfile::TempDir,
+    layout: Layout,
+    before: Vec<u8>,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+        layout
+            .add_image(
+                Some("v1"),
+                &[base_layer(), top_layer("v1")],
+                &Breakage::default(),
+            )
+            .unwrap();
+        fs::create_dir(tmp.path().join("part")).unwrap();
+        fs::create_dir(tmp.path().join("outside")).unwrap();
+        let s = Self {
+            tmp,
+            layout,
+            before: Vec::new(),
+        };
+        ok(&["--root", s.root(), "install", &s.layout.reference("v1")]);
+        let before = fs::read(s.part().join("ov/metadata.db")).unwrap();
+        Self { before, ..s }
+    }
+    fn part(&self) -> std::path::PathBuf {
+        self.tmp.path().join("part")
+    }
+    fn root(&self) -> &str {
+        // Leaked once per test: fine for a test process.
+        Box::leak(self.part().to_str().unwrap().to_string().into_boxed_str())
+    }
+    fn outside(&self) -> std::path::PathBuf {
+        self.tmp.path().join("outside")
+    }
+
+    /// Installs `layers` as "bad"; asserts the refusal mentions `want` and
+    /// that nothing changed.
+    fn refuse(&mut self, layers: &[Layer], br: &Breakage, want: &str) {
+        let made = self.layout.add_image(Some("bad"), layers, br).unwrap();
+        let snaps_before = names(&self.part().join("ov/snapshots"));
+        let err = fails(&[
+            "--root",
+            self.root(),
+            "install",
+            &self.layout.reference("bad"),
+        ]);
+        assert!(err.contains(want), "expected {want:?} in:\n{err}");
+        assert_eq!(
+            fs::read(self.part().join("ov/metadata.db")).unwrap(),
+            self.before,
+            "nothing recorded"
+        );
+        assert_eq!(
+            names(&self.part().join("ov/snapshots")),
+            snaps_before,
+            "no new snapshot"
+        );
+        assert!(
+            !names(&self.part().join("tmp"))
+                .iter()
+                .any(|n| n.starts_with("unpack-")),
+            "no unpack leftovers"
+        );
+        assert!(names(&self.outside()).is_empty(), "nothing written outside");
+        for p in [
+            "escaped",
+            "part/escaped",
+            "part/ov/escaped",
+            "part/tmp/escaped",
+            "img/escaped",
+        ] {
+            assert!(!self.tmp.path().join(p).exists(), "{p} must not exist");
+        }
+        assert!(!Path::new("/escaped-abs").exists());
+        // v1 still intact.
+        let m = meta(&self.part());
+        for l in &m.versions["v1"].lowers {
+            assert!(self.part().join(l).is_dir());
+        }
+        let _ = made;
+    }
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn bad_layer(f: impl FnOnce(&mut Tar)) -> Layer {
+    let mut t = Tar::new();
+    t.dir("etc", 0o755).file("etc/fine", b"fine", 0o644);
+    f(&mut t);
+    Layer::gzip(t.finish())
+}
+
+#[test]
+fn path_traversal_is_refused() {
+    let mut s = Setup::new();
+    s.refuse(
+        &[
+            base_layer(),
+            bad_layer(|t| {
+                t.raw(
+                    "../../../escaped",
+                    tar::EntryType::Regular,
+                    0o644,
+                    b"x",
+                    None,
+                );
+            }),
+        ],
+        &Breakage::default(),
+        "climbs out with `..`",
+    );
+    s.refuse(
+        &[bad_layer(|t| {
+            t.raw(
+                "etc/../../escaped",
+                tar::EntryType::Regular,
+                0o644,
+                b"x",
+                None,
+            );
+        })],
+        &Breakage::default(),
+        "`..`",
+    );
+}
+
+#[test]
+fn absolute_paths_are_refused() {
+    let mut s = Setup::new();
+    s.refuse(
+        &[bad_layer(|t| {
+            t.raw("/escaped-abs", tar::EntryType::Regular, 0o644, b"x", None);
+        })],
+        &Breakage::default(),
+        "absolute path",
+    );
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused() {
+    let mut s = Setup::new();
+    let outside = s.outside().to_str().unwrap().to_string();
+    s.refuse(
+        &[bad_layer(|t| {
+            t.symlink("out", &outside).file("out/escaped", b"x", 0o644);
+        })],
+        &Breakage::default(),
+        "goes through the symlink out",
+    );
+    s.refuse(
+        &[bad_layer(|t| {
+            t.symlink("up", "../../../..")
+                .file("up/escaped", b"x", 0o644);
+        })],
+        &Breakage::default(),
+        "symlink",
+    );
+    s.refuse(
+        &[bad_layer(|t| {
+            t.symlink("d", &outside).dir("d/sub", 0o755);
+        })],
+        &Breakage::default(),
+        "symlink",
+    );
+}
+
+#[test]
+fn hard_links_out_are_refused() {
+    let mut s = Setup::new();
+    s.refuse(
+        &[bad_layer(|t| {
+            t.hardlink("etc/passwd", "../../../../etc/passwd");
+        })],
+        &Breakage::default(),
+        "`..`",
+    );
+    s.refuse(
+        &[bad_layer(|t| {
+            t.hardlink("etc/passwd", "/etc/passwd");
+        })],
+        &Breakage::default(),
+        "absolute path",
+    );
+    s.refuse(
+        &[bad_layer(|t| {
+            t.hardlink("etc/shadow", "etc/not-in-this-layer");
+        })],
+        &Breakage::default(),
+        "not in this layer",
+    );
+    let outside = s.outside().to_str().unwrap().to_string();
+    s.refuse(
+        &[bad_layer(|t| {
+            t.symlink("l", &outside).hardlink("etc/x", "l/target");
+        })],
+        &Breakage::default(),
+        "symlink",
+    );
+}
+
+#[test]
+fn broken_blobs_are_caught_before_use() {
+    let mut s = Setup::new();
+    let good = || vec![base_layer(), top_layer("bad")];
+    s.refuse(
+        &good(),
+        &Breakage {
+            wrong_layer_digest: Some(1),
+            ..Default::default()
+        },
+        "sha256 is sha256:",
+    );
+    s.refuse(
+        &good(),
+        &Breakage {
+            missing_layer: Some(1),
+            ..Default::default()
+        },
+        "missing from the layout",
+    );
+    s.refuse(
+        &good(),
+        &Breakage {
+            truncated_layer: Some(1),
+            ..Default::default()
+        },
+        "truncated",
+    );
+    s.refuse(
+        &good(),
+        &Breakage {
+            wrong_diff_id: Some(1),
+            ..Default::default()
+        },
+        "diff_id",
+    );
+    s.refuse(
+        &good(),
+        &Breakage {
+            media_type: Some((1, "application/vnd.example.layer+rar".into())),
+            ..Default::default()
+        },
+        "unknown layer media type",
+    );
+    // A truncated or wrong blob leaves nothing in the store.
+    assert!(names(&s.part().join("content/ingest")).len() <= 1);
+}
+
+#[test]
+fn hostile_layers_cannot_escape_a_flat_unpack_either() {
+    let s = Setup::new();
+    let mut layout = Layout::create(&s.tmp.path().join("img2")).unwrap();
+    let outside = s.outside().to_str().unwrap().to_string();
+    layout
+        .add_image(
+            Some("x"),
+            &[bad_layer(|t| {
+                t.symlink("out", &outside).file("out/escaped", b"x", 0o644);
+            })],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let dir = s.tmp.path().join("flat");
+    let err = fails(&["unpack", &layout.reference("x"), dir.to_str().unwrap()]);
+    assert!(err.contains("symlink"), "{err}");
+    assert!(!dir.exists(), "DIR is not created on refusal");
+    assert!(names(&s.outside()).is_empty());
+    assert!(!names(s.tmp.path())
+        .iter()
+        .any(|n| n.starts_with(".terra-unpack")));
+}
+
+fn mkfs(image: &Path, label: &str) {
+    fs::File::create(image).unwrap().set_len(64 << 20).unwrap();
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label])
+        .arg(image)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn device_must_carry_the_terra_label_and_is_unmounted_after() {
+    let s = Setup::new();
+    let other = s.tmp.path().join("other.img");
+    mkfs(&other, "data");
+    let before = fs::read(&other).unwrap();
+    let err = fails(&[
+        "--device",
+        other.to_str().unwrap(),
+        "install",
+        &s.layout.reference("v1"),
+    ]);
+    assert!(
+        err.contains("labelled \"data\"") && err.contains("refusing"),
+        "{err}"
+    );
+    assert!(fs::read(&other).unwrap() == before, "nothing written to it");
+
+    let good = s.tmp.path().join("terra.img");
+    mkfs(&good, "terra");
+    let dev = good.to_str().unwrap();
+    ok(&["--device", dev, "install", &s.layout.reference("v1")]);
+    let list = ok(&["--device", dev, "list", "--json"]);
+    assert!(list.contains("\"default\": \"v1\""), "{list}");
+    // A failing install unmounts too.
+    fails(&[
+        "--device",
+        dev,
+        "install",
+        &format!("oci:{}:nope", s.layout.dir.display()),
+    ]);
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains("terra-mnt-"), "left mounted:\n{mounts}");
+}
