@@ -66,6 +66,45 @@ impl<R: io::BufRead> io::BufRead for Counted<'_, R> {
     }
 }
 
+/// Some writers (umoci 0.4) end a layer right after the last file's data,
+/// without the padding and the two zero blocks; Go's reader accepts that, the
+/// tar crate does not. After the real end this adds the missing zeros. They
+/// are outside the hashing reader, so the diff_id check still sees exactly
+/// the layer's bytes (a layer cut short still fails it).
+struct EndPad<R> {
+    inner: R,
+    count: u64,
+    pad: Option<u64>,
+}
+
+impl<R> EndPad<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            count: 0,
+            pad: None,
+        }
+    }
+}
+
+impl<R: Read> Read for EndPad<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pad.is_none() {
+            let n = self.inner.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                self.count += n as u64;
+                return Ok(n);
+            }
+            self.pad = Some(self.count.next_multiple_of(512) - self.count + 1024);
+        }
+        let left = self.pad.unwrap_or(0);
+        let n = (left as usize).min(buf.len());
+        buf[..n].fill(0);
+        self.pad = Some(left - n as u64);
+        Ok(n)
+    }
+}
+
 /// Unpacks `blob` into `dir` (existing), checking the diff_id.
 pub fn unpack_checked(
     blob: &Path,
@@ -76,8 +115,8 @@ pub fn unpack_checked(
 ) -> Result<Stats> {
     let want = hex_of(&layer.diff_id)?;
     let tar = open_layer(blob, layer.compression, bar)?;
-    let (stats, rest) = unpack(HashingReader::new(tar), dir, mode)?;
-    let mut rest = rest;
+    let (stats, rest) = unpack(EndPad::new(HashingReader::new(tar)), dir, mode)?;
+    let mut rest = rest.inner;
     // Trailing zero blocks after the tar's end still count in the digest.
     io::copy(&mut rest, &mut io::sink()).context("reading the end of the layer")?;
     let (got, _) = rest.finish();

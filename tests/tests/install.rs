@@ -404,3 +404,34 @@ fn unpack_makes_a_flat_tree_with_whiteouts_applied() {
     let err = fails(&["unpack", &layout.reference("v2"), dir.to_str().unwrap()]);
     assert!(err.contains("not empty"), "{err}");
 }
+
+#[test]
+fn a_layer_without_end_blocks_installs_as_go_writers_make_them() {
+    // umoci 0.4 ends a layer right after the last file's data.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let mut t = Tar::new();
+    t.file("etc/short", b"abc", 0o644);
+    let mut tar = t.finish();
+    tar.truncate(512 + 3);
+    layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), Layer::gzip(tar)],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    ok(&[
+        "--root",
+        root.to_str().unwrap(),
+        "install",
+        &layout.reference("v1"),
+    ]);
+    let m = meta(&root);
+    assert_eq!(
+        fs::read(root.join(&m.versions["v1"].lowers[0]).join("etc/short")).unwrap(),
+        b"abc"
+    );
+}
