@@ -98,9 +98,7 @@ impl BootParams {
                 }
             }
             (keys::TIMEOUT, Some(v)) => match v.parse::<f64>() {
-                Ok(s) if s.is_finite() && s >= 0.0 && s <= 86_400.0 => {
-                    self.timeout = Duration::from_secs_f64(s)
-                }
+                Ok(s) if (0.0..=86_400.0).contains(&s) => self.timeout = Duration::from_secs_f64(s),
                 _ => self.problems.push(format!(
                     "{key}={v:?}: expected seconds (0 to 86400); using {}",
                     self.timeout.as_secs()
