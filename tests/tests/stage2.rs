@@ -10,6 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use terra_qemu::qmp::Qmp;
 use terra_qemu::Vm;
 use terra_tests::boot::{tail, Scenario};
 use terra_tests::initramfs::Flavor;
@@ -68,6 +69,35 @@ fn containerd_answers_and_runs_a_container() -> Result<()> {
     assert_eq!(marker(&c, "container-exit"), Some("0"), "{t}");
     // Stage 2 set up the container host.
     assert!(has(&c, "terra: hostname terra"), "{t}");
+    assert_eq!(marker(&c, "cgroup2"), Some("yes"), "{t}");
+    for m in [
+        "/dev/pts",
+        "/dev/shm",
+        "/dev/mqueue",
+        "/sys/kernel/security",
+        "/sys/fs/bpf",
+    ] {
+        assert!(
+            has(&c, &format!("TERRA-HOOK mounted={m}")),
+            "{m} is not mounted:\n{t}"
+        );
+    }
+    assert_eq!(marker(&c, "ptmx"), Some("pts/ptmx"), "{t}");
+    assert_eq!(marker(&c, "hostname"), Some("terra"), "{t}");
+    assert_eq!(marker(&c, "lo"), Some("up"), "{t}");
+    assert_eq!(
+        marker(&c, "containerd-ppid"),
+        Some("1"),
+        "containerd is not a child of PID 1:\n{t}"
+    );
+    // Boot counting: containerd answered, so v1 is marked good on the partition.
+    let meta = terra_tests::disk::debugfs(&disk, "cat /ov/metadata.db")?;
+    let meta = terra_layout::Metadata::parse(&meta)?;
+    assert!(
+        meta.versions["v1"].boot.good,
+        "v1 not marked good: {meta:?}"
+    );
+    assert!(!meta.versions["v2"].boot.good);
     // The orderly shutdown left a clean filesystem.
     osimage::fsck_clean(&disk)?;
     Ok(())
@@ -176,5 +206,38 @@ fn terra_init_still_execs_the_named_program() -> Result<()> {
         "stage 2 ran although terra.init was given:\n{}",
         tail(&c)
     );
+    Ok(())
+}
+
+#[test]
+fn ctrl_alt_del_reboots_in_order() -> Result<()> {
+    let s = Scenario::new()?;
+    let disk = osimage::disk(&s.path("disk.img"))?;
+    let initrd = s.initramfs(Flavor::Vm)?;
+    let cfg = s
+        .vm(&initrd, &[&disk], "osimage.hook=stay")
+        .memory_mb(1024)
+        .qmp(s.dir.path());
+    let mut vm = Vm::start(&cfg)?;
+    vm.wait_for("terra: containerd is ready", BOOT)?;
+    vm.wait_for(&format!("{HOOK}staying up"), BOOT)?;
+    // The keyboard's ctrl-alt-del: the kernel sends SIGINT to PID 1, because
+    // stage 2 turned the immediate reboot off (reboot(2) CAD_OFF).
+    let mut qmp = Qmp::connect(&s.path("qmp.sock"), Duration::from_secs(10))?;
+    let keys: Vec<serde_json::Value> = ["ctrl", "alt", "delete"]
+        .iter()
+        .map(|k| serde_json::json!({"type": "qcode", "data": k}))
+        .collect();
+    qmp.execute("send-key", serde_json::json!({ "keys": keys }))?;
+    vm.wait_for("terra: received SIGINT", Duration::from_secs(60))?;
+    vm.wait_for("terra: stopping containerd", Duration::from_secs(60))?;
+    vm.wait_for(
+        "terra: mount -o remount,ro /run/terra/partition",
+        Duration::from_secs(60),
+    )?;
+    vm.wait_for("terra: rebooting", Duration::from_secs(60))?;
+    // -no-reboot: QEMU exits when the guest reboots.
+    vm.expect_poweroff(Duration::from_secs(30))?;
+    osimage::fsck_clean(&disk)?;
     Ok(())
 }
