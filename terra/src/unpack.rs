@@ -54,6 +54,11 @@ pub fn unpack<R: Read>(reader: R, root: &Path, mode: Whiteouts) -> Result<(Stats
     let mut mine: HashSet<PathBuf> = HashSet::new();
     for entry in ar.entries().context("reading the layer tar")? {
         let mut entry = entry.context("reading the layer tar")?;
+        // pax global headers carry no file (the tar crate already applied
+        // per-entry pax and GNU long names).
+        if entry.header().entry_type() == EntryType::XGlobalHeader {
+            continue;
+        }
         let raw = entry.path_bytes().into_owned();
         let rel = clean_path(&raw)?;
         stats.entries += 1;

@@ -341,3 +341,39 @@ fn device_must_carry_the_terra_label_and_is_unmounted_after() {
     let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
     assert!(!mounts.contains("terra-mnt-"), "left mounted:\n{mounts}");
 }
+
+#[test]
+fn a_full_disk_is_a_clear_error_and_nothing_is_recorded() {
+    let s = Setup::new();
+    let img = s.tmp.path().join("small.img");
+    mkfs(&img, "terra");
+    let dev = img.to_str().unwrap();
+    ok(&["--device", dev, "install", &s.layout.reference("v1")]);
+    // 80 MB that do not compress: more than the 64 MB filesystem holds.
+    let mut layout = Layout::create(&s.tmp.path().join("big")).unwrap();
+    let mut noise = vec![0u8; 80 << 20];
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    for chunk in noise.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let mut t = Tar::new();
+    t.file("big", &noise, 0o644);
+    layout
+        .add_image(
+            Some("big"),
+            &[Layer::plain(t.finish())],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let err = fails(&["--device", dev, "install", &layout.reference("big")]);
+    assert!(err.contains("No space left on device"), "{err}");
+    let list = ok(&["--device", dev, "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(list.trim()).unwrap();
+    assert_eq!(v["versions"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(v["default"], "v1");
+    // gc frees what the failed install left.
+    ok(&["--device", dev, "gc"]);
+}
