@@ -29,6 +29,8 @@ pub struct Found {
     pub name: String,
     /// `/dev/vdb1`
     pub node: PathBuf,
+    /// How many scans of /sys/class/block it took (1: it was there at once).
+    pub scans: u32,
 }
 
 /// One block device and what its probe found.
@@ -78,13 +80,16 @@ pub fn partition(env: &Env, params: &BootParams) -> Result<Found, BootError> {
     let mut cache: HashMap<String, (String, Seen)> = HashMap::new();
     let mut poll = FIRST_POLL;
     let mut said_waiting = false;
+    let mut scans = 0;
     loop {
         let seen = scan(env, &mut cache);
+        scans += 1;
         match pick(&seen, &params.label, params.device.as_deref()) {
             Pick::One(s) => {
                 return Ok(Found {
                     name: s.name.clone(),
                     node: s.node.clone(),
+                    scans,
                 })
             }
             Pick::Many(all) => {
@@ -376,6 +381,7 @@ mod tests {
         let found = partition(&env, &params("terra", 5000)).unwrap();
         let reacted = adder.join().unwrap().elapsed();
         assert_eq!(found.name, "vdb");
+        assert!(found.scans > 3, "{found:?}");
         assert!(reacted < Duration::from_millis(250), "{reacted:?}");
     }
 

@@ -79,6 +79,7 @@ pub fn boot(env: &Env) -> Result<Infallible, BootError> {
     t.step("switch_root", || switch_root::run(env))?;
     t.label = Some(params.label.clone());
     t.device = Some(found.node.display().to_string());
+    t.scans = Some(found.scans);
     t.version = Some(booted.name.clone());
     t.reason = Some(booted.reason.to_string());
     log::info!("{}", t.summary());

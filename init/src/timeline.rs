@@ -3,7 +3,7 @@
 //! ```json
 //! {"uptime_at_start_ms": 1562.3, "total_ms": 48.1,
 //!  "steps": [{"name": "early", "start_ms": 0.02, "duration_ms": 0.31}, ...],
-//!  "label": "terra", "device": "/dev/vda", "version": "v1", "reason": "default"}
+//!  "label": "terra", "device": "/dev/vda", "scans": 1, "version": "v1", "reason": "default"}
 //! ```
 //! `start_ms` counts from init's start (CLOCK_MONOTONIC);
 //! `uptime_at_start_ms` is the kernel's uptime when init started
@@ -32,6 +32,8 @@ pub struct Timeline {
     pub steps: Vec<Step>,
     pub label: Option<String>,
     pub device: Option<String>,
+    /// Scans of /sys/class/block until the partition was there (1: at once).
+    pub scans: Option<u32>,
     pub version: Option<String>,
     pub reason: Option<String>,
 }
@@ -58,6 +60,7 @@ impl Timeline {
             steps: Vec::new(),
             label: None,
             device: None,
+            scans: None,
             version: None,
             reason: None,
         }
@@ -128,6 +131,7 @@ mod tests {
         );
         t.label = Some("terra".into());
         t.device = Some("/dev/vda".into());
+        t.scans = Some(1);
         t.version = Some("v1".into());
         t.reason = Some("default".into());
         let v: serde_json::Value = serde_json::from_str(&t.to_json()).unwrap();
@@ -140,7 +144,7 @@ mod tests {
                     {"name": "early", "start_ms": 0.02, "duration_ms": 0.31},
                     {"name": "find", "start_ms": 5.0, "duration_ms": 20.0}
                 ],
-                "label": "terra", "device": "/dev/vda", "version": "v1", "reason": "default"
+                "label": "terra", "device": "/dev/vda", "scans": 1, "version": "v1", "reason": "default"
             })
         );
         assert_eq!(
