@@ -173,3 +173,71 @@ fn an_unknown_repository_or_tag_is_a_clear_error() {
     assert!(err.contains("HTTP 404") && err.contains("nope"), "{err}");
     assert!(!tmp.path().join("ov/metadata.db").exists());
 }
+
+#[test]
+fn token_auth_with_docker_config_credentials() {
+    use terra_tests::registry::TokenFront;
+    let reg = Registry::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), top_layer("auth")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    reg.push(&layout.dir, "v1", "terra/os").unwrap();
+    let front = TokenFront::start(&reg).unwrap();
+    let reference = format!("{}/terra/os:v1", front.addr);
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+
+    // Without credentials: the token server refuses, clearly.
+    let cfg = tmp.path().join("docker");
+    fs::create_dir(&cfg).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(terra_bin())
+            .args(args)
+            .env("DOCKER_CONFIG", &cfg)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--root", r, "install", &reference]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("refused access"),
+        "{err}"
+    );
+
+    // With `auths` in config.json (as `docker login` writes it): installs.
+    let auth = base64_of(&format!("{}:{}", TokenFront::USER, TokenFront::PASSWORD));
+    fs::write(
+        cfg.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, front.addr),
+    )
+    .unwrap();
+    let out = run(&["--root", r, "install", &reference]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(front.issued.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    let m = meta(&root);
+    assert_eq!(
+        fs::read_to_string(root.join(&m.versions["v1"].lowers[0]).join("etc/hostname")).unwrap(),
+        "auth\n"
+    );
+}
+
+fn base64_of(s: &str) -> String {
+    let out = Command::new("base64")
+        .arg("-w0")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut out = out;
+    out.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    String::from_utf8(out.wait_with_output().unwrap().stdout).unwrap()
+}
