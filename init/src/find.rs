@@ -335,7 +335,8 @@ mod tests {
             found,
             Found {
                 name: "vdc".into(),
-                node: paths.dev.join("vdc")
+                node: paths.dev.join("vdc"),
+                scans: 1,
             }
         );
     }
@@ -381,6 +382,7 @@ mod tests {
         let found = partition(&env, &params("terra", 5000)).unwrap();
         let reacted = adder.join().unwrap().elapsed();
         assert_eq!(found.name, "vdb");
+        assert!(found.scans > 3, "{found:?}");
         assert!(found.scans > 3, "{found:?}");
         assert!(reacted < Duration::from_millis(250), "{reacted:?}");
     }

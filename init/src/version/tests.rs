@@ -45,6 +45,7 @@ fn found() -> Found {
     Found {
         name: "vdb1".into(),
         node: "/dev/vdb1".into(),
+        scans: 1,
     }
 }
 
