@@ -117,7 +117,10 @@ pub fn fatal_block(vm: &mut Vm, timeout: Duration) -> Result<String> {
     vm.wait_for("terra: FATAL:", timeout)?;
     // More of the block may have arrived by now: start at the FATAL line itself.
     let lines = vm.console.lines();
-    let start = lines.iter().rposition(|l| l.contains("terra: FATAL:")).unwrap_or(0);
+    let start = lines
+        .iter()
+        .rposition(|l| l.contains("terra: FATAL:"))
+        .unwrap_or(0);
     let mut seen = 0;
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(200));
