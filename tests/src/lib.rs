@@ -6,6 +6,7 @@
 pub mod boot;
 pub mod disk;
 pub mod initramfs;
+pub mod kernel;
 pub mod ocilayout;
 pub mod osimage;
 pub mod partition;

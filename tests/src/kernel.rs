@@ -1,0 +1,111 @@
+//! The Terra kernel for the tests: built by `scripts/build-kernel` (cached by
+//! the hash of its inputs, so only the first run on a machine compiles), and
+//! its initramfs: Terra's mkinitrd with no modules, everything is built in.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use anyhow::{bail, Context, Result};
+
+use crate::tools::{workspace_root, Tools};
+
+/// One build of the Terra kernel (the directory `scripts/build-kernel` prints).
+#[derive(Debug, Clone)]
+pub struct TerraKernel {
+    /// The output directory in the kernel cache.
+    pub dir: PathBuf,
+    /// `dir/bzImage`.
+    pub image: PathBuf,
+    /// `dir/config`: the full .config.
+    pub config: PathBuf,
+    /// The kernel release, e.g. `6.1.192-terra`.
+    pub version: String,
+}
+
+/// Runs `scripts/build-kernel ARGS` and returns the directory it prints.
+fn build_kernel(args: &[&str]) -> Result<PathBuf> {
+    let script = workspace_root().join("scripts/build-kernel");
+    let out = Command::new(&script)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} {} failed ({}):\n{}",
+            script.display(),
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(dir) = stdout.lines().last().map(PathBuf::from) else {
+        bail!("{} printed no output directory", script.display());
+    };
+    Ok(dir)
+}
+
+/// The full .config of the Terra kernel (a few seconds: no compile).
+pub fn config() -> Result<PathBuf> {
+    let config = build_kernel(&["--config-only"])?.join("config");
+    if !config.is_file() {
+        bail!("scripts/build-kernel made no {}", config.display());
+    }
+    Ok(config)
+}
+
+/// The Terra kernel, built once per test binary (long the first time on a
+/// machine: about 10 minutes on 2 cores; instant from the cache).
+pub fn kernel() -> Result<&'static TerraKernel> {
+    static KERNEL: OnceLock<std::result::Result<TerraKernel, String>> = OnceLock::new();
+    KERNEL
+        .get_or_init(|| build().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn build() -> Result<TerraKernel> {
+    let dir = build_kernel(&[])?;
+    let version = std::fs::read_to_string(dir.join("version"))
+        .with_context(|| format!("reading {}/version", dir.display()))?
+        .trim()
+        .to_string();
+    let k = TerraKernel {
+        image: dir.join("bzImage"),
+        config: dir.join("config"),
+        dir,
+        version,
+    };
+    if !k.image.is_file() {
+        bail!("scripts/build-kernel made no {}", k.image.display());
+    }
+    Ok(k)
+}
+
+/// Terra's initramfs for this kernel: `mkinitrd --module-set none`, with an
+/// empty modules directory (the kernel has no modules at all).
+pub fn initramfs(tools: &Tools, kernel: &TerraKernel, dir: &Path) -> Result<PathBuf> {
+    let modules = dir.join("no-modules");
+    std::fs::create_dir_all(&modules)?;
+    let output = dir.join("initramfs-terra-kernel.img");
+    let mut cmd = Command::new(&tools.mkinitrd);
+    cmd.arg("--kernel-version")
+        .arg(&kernel.version)
+        .arg("--modules-dir")
+        .arg(&modules)
+        .args(["--module-set", "none", "--init"])
+        .arg(&tools.init)
+        .arg("--output")
+        .arg(&output);
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() || !output.is_file() {
+        bail!(
+            "{cmd:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(output)
+}
