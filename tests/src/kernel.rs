@@ -83,17 +83,13 @@ fn build() -> Result<TerraKernel> {
     Ok(k)
 }
 
-/// Terra's initramfs for this kernel: `mkinitrd --module-set none`, with an
-/// empty modules directory (the kernel has no modules at all).
+/// Terra's initramfs for this kernel: `mkinitrd --module-set none` (the
+/// kernel has no modules at all, and no /lib/modules/KVER on the host).
 pub fn initramfs(tools: &Tools, kernel: &TerraKernel, dir: &Path) -> Result<PathBuf> {
-    let modules = dir.join("no-modules");
-    std::fs::create_dir_all(&modules)?;
     let output = dir.join("initramfs-terra-kernel.img");
     let mut cmd = Command::new(&tools.mkinitrd);
     cmd.arg("--kernel-version")
         .arg(&kernel.version)
-        .arg("--modules-dir")
-        .arg(&modules)
         .args(["--module-set", "none", "--init"])
         .arg(&tools.init)
         .arg("--output")
