@@ -14,6 +14,24 @@ use crate::digest::{hex_of, HashingWriter};
 use crate::progress::Bar;
 use crate::source::Source;
 
+/// A verified blob: in the store already, or still in `content/ingest/`.
+pub struct Fetched {
+    pub dest: PathBuf,
+    pub pending: Option<PathBuf>,
+}
+
+impl Fetched {
+    /// Where to read the blob now.
+    pub fn path(&self) -> &std::path::Path {
+        self.pending.as_deref().unwrap_or(&self.dest)
+    }
+}
+
+/// A resumed download that did not verify (tried again from zero).
+#[derive(Debug, thiserror::Error)]
+#[error("the resumed download did not verify")]
+struct Resumed;
+
 pub struct Store {
     blobs: PathBuf,
     ingest: PathBuf,
@@ -53,30 +71,89 @@ impl Store {
     }
 
     /// Fetches a blob into the store unless present; verifies size and
-    /// sha256 before it becomes visible. Returns its path.
+    /// sha256 before it becomes visible, and makes it durable. Returns its path.
     pub fn fetch(&self, src: &dyn Source, digest: &str, size: u64, bar: &Bar) -> Result<PathBuf> {
+        let fetched = self.fetch_verified(src, digest, size, bar)?;
+        if let Some(partial) = &fetched.pending {
+            File::open(partial)?.sync_all()?;
+        }
+        self.commit(&fetched)?;
+        terra_layout::atomic::fsync_dir(&self.blobs)?;
+        Ok(fetched.dest)
+    }
+
+    /// Downloads and verifies a blob, leaving it in `content/ingest/` (not
+    /// yet synced): [`Fetched::path`] is where to read it now, and
+    /// [`Store::commit`] moves it into the store once the caller has made it
+    /// durable (one `syncfs` for everything an install wrote).
+    pub fn fetch_verified(
+        &self,
+        src: &dyn Source,
+        digest: &str,
+        size: u64,
+        bar: &Bar,
+    ) -> Result<Fetched> {
         let hex = hex_of(digest)?;
         let dest = self.blobs.join(hex);
         if self.has(digest, size) {
             bar.finish_with("present");
-            return Ok(dest);
+            return Ok(Fetched {
+                dest,
+                pending: None,
+            });
         }
         let partial = self.ingest.join(hex);
+        match self.download(src, digest, size, &partial, bar) {
+            Err(e) if e.downcast_ref::<Resumed>().is_some() => {
+                // What an earlier run left did not survive (a crash before its
+                // data reached the disk): start over once.
+                log::warn!("{digest}: the resumed download did not verify; fetching it again");
+                fs::remove_file(&partial)?;
+                self.download(src, digest, size, &partial, bar)?;
+            }
+            other => other?,
+        }
+        bar.finish_with("verified");
+        Ok(Fetched {
+            dest,
+            pending: Some(partial),
+        })
+    }
+
+    /// Moves a verified download into the store (its data must be durable).
+    pub fn commit(&self, f: &Fetched) -> Result<()> {
+        if let Some(partial) = &f.pending {
+            fs::rename(partial, &f.dest)
+                .with_context(|| format!("moving {} to {}", partial.display(), f.dest.display()))?;
+        }
+        Ok(())
+    }
+
+    fn download(
+        &self,
+        src: &dyn Source,
+        digest: &str,
+        size: u64,
+        partial: &std::path::Path,
+        bar: &Bar,
+    ) -> Result<()> {
+        let hex = hex_of(digest)?;
         let file = OpenOptions::new()
             .create(true)
             .read(true)
             .append(true)
-            .open(&partial)
+            .open(partial)
             .with_context(|| format!("opening {}", partial.display()))?;
         let mut have = file.metadata()?.len();
         if have > size {
             file.set_len(0)?;
             have = 0;
         }
+        let resumed_from = have;
         // Hash what an earlier run left, then ask only for the rest.
         let mut hasher = Sha256::new();
         if have > 0 {
-            let mut f = File::open(&partial)?;
+            let mut f = File::open(partial)?;
             io::copy(&mut (&mut f).take(have), &mut hasher)?;
             log::debug!("resuming {digest} at {have} of {size} bytes");
         }
@@ -85,6 +162,7 @@ impl Store {
         } else {
             src.blob(digest, have)?
         };
+        let resumed = start > 0 && resumed_from > 0;
         if start != have {
             file.set_len(0)?;
             hasher = Sha256::new();
@@ -106,23 +184,20 @@ impl Store {
             .with_context(|| format!("downloading {digest} into {}", partial.display()))?;
         let count = out.count;
         let got = hex::encode(out.hasher.finalize());
-        let file = out.inner.file;
         if count != size {
             if count > size {
-                let _ = fs::remove_file(&partial);
+                let _ = fs::remove_file(partial);
             }
             bail!("blob {digest}: expected {size} bytes, got {count} (truncated or wrong blob)");
         }
         if got != hex {
-            let _ = fs::remove_file(&partial);
+            if resumed {
+                return Err(Resumed.into());
+            }
+            let _ = fs::remove_file(partial);
             bail!("blob {digest}: sha256 is sha256:{got}; the descriptor says {digest}");
         }
-        file.sync_all()?;
-        fs::rename(&partial, &dest)
-            .with_context(|| format!("moving {} to {}", partial.display(), dest.display()))?;
-        terra_layout::atomic::fsync_dir(&self.blobs)?;
-        bar.finish_with("verified");
-        Ok(dest)
+        Ok(())
     }
 
     /// Reads a small verified blob (config).

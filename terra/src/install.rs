@@ -13,7 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use terra_layout::record::{check_name, BootState, ImageInfo};
 use terra_layout::{Handoff, Metadata, Partition, VersionRecord};
 
-use crate::content::Store;
+use crate::content::{Fetched, Store};
 use crate::image::{Image, Layer, Platform};
 use crate::progress::Progress;
 use crate::source::Source;
@@ -141,7 +141,9 @@ fn lowers_present(part: &Partition, rec: &VersionRecord) -> bool {
 
 /// Fetches and unpacks every layer whose snapshot is missing, `jobs` at a
 /// time; each layer is fetched (hashed as it arrives), verified, then
-/// unpacked. Returns how many snapshots were made.
+/// unpacked into `tmp/`. Then one `syncfs` makes all of it durable, and only
+/// then do the blobs and snapshots get their names. Returns how many
+/// snapshots were made.
 pub fn fetch_and_unpack(
     part: &Partition,
     store: &Store,
@@ -149,33 +151,41 @@ pub fn fetch_and_unpack(
     image: &Image,
     jobs: usize,
 ) -> Result<usize> {
-    let todo: Vec<&Layer> = image
-        .layers
-        .iter()
-        .filter(|l| {
-            crate::snapshot::snapshot_dir(part, l)
-                .map(|d| !d.is_dir())
-                .unwrap_or(true)
-        })
-        .collect();
+    // Layers whose snapshot is missing, grouped by blob: an image may list
+    // the same blob twice (empty layers); it is fetched once.
+    let mut todo: Vec<Vec<&Layer>> = Vec::new();
+    for l in &image.layers {
+        let missing = crate::snapshot::snapshot_dir(part, l)
+            .map(|d| !d.is_dir())
+            .unwrap_or(true);
+        if !missing {
+            continue;
+        }
+        match todo.iter_mut().find(|g| g[0].digest == l.digest) {
+            Some(g) => g.push(l),
+            None => todo.push(vec![l]),
+        }
+    }
     let progress = Progress::new();
     let next = AtomicUsize::new(0);
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
-    let made = AtomicUsize::new(0);
+    type Unpacked<'a> = Vec<(&'a Layer, Option<PathBuf>)>;
+    let done: Mutex<Vec<(Fetched, Unpacked)>> = Mutex::new(Vec::new());
     let workers = jobs.clamp(1, todo.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(layer) = todo.get(i) else { break };
+                let Some(group) = todo.get(i) else { break };
                 if errors.lock().map(|e| !e.is_empty()).unwrap_or(true) {
                     break; // stop early; the first error is reported
                 }
-                match one_layer(part, store, src, layer, &progress) {
-                    Ok(true) => {
-                        made.fetch_add(1, Ordering::SeqCst);
+                match one_blob(part, store, src, group, &progress) {
+                    Ok((fetched, unpacked)) => {
+                        if let Ok(mut d) = done.lock() {
+                            d.push((fetched, unpacked));
+                        }
                     }
-                    Ok(false) => {}
                     Err(e) => {
                         if let Ok(mut errs) = errors.lock() {
                             errs.push(e);
@@ -185,28 +195,70 @@ pub fn fetch_and_unpack(
             });
         }
     });
+    let done = done.into_inner().unwrap_or_default();
     let mut errs = errors.into_inner().unwrap_or_default();
     if !errs.is_empty() {
+        for (_, unpacked) in &done {
+            for t in unpacked.iter().filter_map(|(_, t)| t.as_ref()) {
+                let _ = fs::remove_dir_all(t);
+            }
+        }
         return Err(errs.remove(0));
     }
-    Ok(made.into_inner())
+    if done.is_empty() {
+        return Ok(0);
+    }
+    crate::snapshot::sync_fs(part.root())?;
+    crash_point("publish");
+    let mut made = 0;
+    for (fetched, unpacked) in &done {
+        store.commit(fetched)?;
+        for (layer, tmp) in unpacked {
+            if let Some(t) = tmp {
+                crate::snapshot::publish(part, layer, t)?;
+                made += 1;
+            }
+        }
+    }
+    terra_layout::atomic::fsync_dir(&part.blobs_dir())?;
+    terra_layout::atomic::fsync_dir(&part.snapshots_dir())?;
+    Ok(made)
 }
 
-fn one_layer(
+/// Fetches one blob and unpacks the layers that use it.
+#[allow(clippy::type_complexity)]
+fn one_blob<'a>(
     part: &Partition,
     store: &Store,
     src: &dyn Source,
-    layer: &Layer,
+    group: &[&'a Layer],
     progress: &Progress,
-) -> Result<bool> {
-    let short = &layer.digest[7..19];
-    let bar = progress.bar(format!("fetch {short}"), layer.size);
-    let blob = store
-        .fetch(src, &layer.digest, layer.size, &bar)
-        .with_context(|| format!("fetching layer {}", layer.digest))?;
-    let bar = progress.bar(format!("unpack {short}"), layer.size);
-    crate::snapshot::ensure(part, layer, &blob, &bar)
-        .with_context(|| format!("unpacking layer {}", layer.digest))
+) -> Result<(Fetched, Vec<(&'a Layer, Option<PathBuf>)>)> {
+    let first = group[0];
+    let short = &first.digest[7..19];
+    let bar = progress.bar(format!("fetch {short}"), first.size);
+    let fetched = store
+        .fetch_verified(src, &first.digest, first.size, &bar)
+        .with_context(|| format!("fetching layer {}", first.digest))?;
+    let mut unpacked = Vec::new();
+    for layer in group {
+        let bar = progress.bar(format!("unpack {short}"), layer.size);
+        match crate::snapshot::unpack_to_tmp(part, layer, fetched.path(), &bar)
+            .with_context(|| format!("unpacking layer {}", layer.digest))
+        {
+            Ok(tmp) => unpacked.push((*layer, tmp)),
+            Err(e) => {
+                for t in unpacked
+                    .iter()
+                    .filter_map(|(_, t): &(&Layer, Option<PathBuf>)| t.as_ref())
+                {
+                    let _ = fs::remove_dir_all(t);
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok((fetched, unpacked))
 }
 
 /// Bytes of regular files under `dir` (not following symlinks).

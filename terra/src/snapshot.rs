@@ -130,18 +130,17 @@ pub fn unpack_checked(
     Ok(stats)
 }
 
-/// Makes sure the snapshot of `layer` exists under the partition; returns
-/// whether it had to be made.
-pub fn ensure(
+/// Unpacks `layer` into `tmp/unpack-<chain id>` unless its snapshot exists;
+/// returns the temp dir, to [`publish`] once the filesystem is synced.
+pub fn unpack_to_tmp(
     part: &terra_layout::Partition,
     layer: &Layer,
     blob: &Path,
     bar: &Bar,
-) -> Result<bool> {
-    let final_dir = snapshot_dir(part, layer)?;
-    if final_dir.is_dir() {
+) -> Result<Option<PathBuf>> {
+    if snapshot_dir(part, layer)?.is_dir() {
         bar.finish_with("already unpacked");
-        return Ok(false);
+        return Ok(None);
     }
     let hex = hex_of(&layer.chain_id)?;
     let tmp = part.tmp_dir().join(format!("unpack-{hex}"));
@@ -149,25 +148,24 @@ pub fn ensure(
         fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
     }
     fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let result =
-        unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar)).and_then(|stats| {
-            // Everything under tmp/ is on disk before the name appears.
-            sync_fs(&tmp)?;
-            fs::rename(&tmp, &final_dir)
-                .with_context(|| format!("moving {} to {}", tmp.display(), final_dir.display()))?;
-            terra_layout::atomic::fsync_dir(&part.snapshots_dir())?;
-            Ok(stats)
-        });
-    match result {
+    match unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar)) {
         Ok(stats) => {
             bar.finish_with(&format!("unpacked ({} entries)", stats.entries));
-            Ok(true)
+            Ok(Some(tmp))
         }
         Err(e) => {
             let _ = fs::remove_dir_all(&tmp);
             Err(e)
         }
     }
+}
+
+/// Renames an unpacked temp dir to its snapshot name. The caller has synced
+/// the filesystem: everything under the name is on disk before it appears.
+pub fn publish(part: &terra_layout::Partition, layer: &Layer, tmp: &Path) -> Result<()> {
+    let final_dir = snapshot_dir(part, layer)?;
+    fs::rename(tmp, &final_dir)
+        .with_context(|| format!("moving {} to {}", tmp.display(), final_dir.display()))
 }
 
 pub fn snapshot_dir(part: &terra_layout::Partition, layer: &Layer) -> Result<PathBuf> {

@@ -435,3 +435,33 @@ fn a_layer_without_end_blocks_installs_as_go_writers_make_them() {
         b"abc"
     );
 }
+
+#[test]
+fn the_same_blob_twice_in_one_image_is_fetched_once_and_unpacked_per_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    let empty = || Layer::gzip(Tar::new().finish());
+    let made = layout
+        .add_image(
+            Some("v1"),
+            &[base_layer(), empty(), mid_layer(), empty()],
+            &Breakage::default(),
+        )
+        .unwrap();
+    assert_eq!(made.layer_digests[1], made.layer_digests[3]);
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    ok(&[
+        "--root",
+        root.to_str().unwrap(),
+        "install",
+        &layout.reference("v1"),
+        "-j",
+        "4",
+    ]);
+    let m = meta(&root);
+    assert_eq!(m.versions["v1"].lowers.len(), 4);
+    for l in &m.versions["v1"].lowers {
+        assert!(root.join(l).is_dir(), "{l}");
+    }
+}

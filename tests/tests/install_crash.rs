@@ -117,6 +117,9 @@ fn killed_at_each_point_the_old_version_stays_and_a_rerun_finishes() {
     // During the unpack: a temp dir stays in tmp/, no snapshot of it.
     kill_at("unpack", &["--root", r, "install", &v2, "-j", "1"]);
     check_intact();
+    // After the sync, before the blobs and snapshots get their names.
+    kill_at("publish", &["--root", r, "install", &v2]);
+    check_intact();
     // Right before the record: everything is there but the record.
     kill_at("record", &["--root", r, "install", &v2]);
     check_intact();
