@@ -43,13 +43,13 @@ pub fn fatal(env: &Env, mut err: BootError) -> ! {
         if switched {
             loop {
                 if rescue::available(&env.paths.shell) {
-                    rescue::run(&env.paths.shell);
+                    rescue::run(&env.paths.shell, &env.paths.dev.join("console"));
                 }
                 rescue::sleep_reaping(RETRY_EVERY);
             }
         }
         if shell {
-            rescue::run(&env.paths.shell);
+            rescue::run(&env.paths.shell, &env.paths.dev.join("console"));
         } else {
             rescue::sleep_reaping(RETRY_EVERY);
         }

@@ -1,5 +1,6 @@
 //! Step 8 and the fatal fallback: the rescue shell on the console.
 
+use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
@@ -15,12 +16,17 @@ pub fn available(shell: &Path) -> bool {
 }
 
 /// Runs the shell on the console and waits for it to exit.
-pub fn run(shell: &Path) {
+pub fn run(shell: &Path, console: &Path) {
     log::warn!("starting rescue shell {}", shell.display());
-    let status = crate::sys::console_command(shell)
-        .arg0("sh")
-        .env("PS1", "(terra rescue) \\w # ")
-        .status();
+    let mut cmd = crate::sys::console_command(shell);
+    cmd.arg0("sh").env("PS1", "(terra rescue) \\w # ");
+    // The kernel gives PID 1 the console as fds 0-2 only if the initramfs has
+    // /dev/console; open it from devtmpfs so the shell has a terminal anyway.
+    let open = || OpenOptions::new().read(true).write(true).open(console);
+    if let (Ok(i), Ok(o), Ok(e)) = (open(), open(), open()) {
+        cmd.stdin(i).stdout(o).stderr(e);
+    }
+    let status = cmd.status();
     match status {
         Ok(s) => log::info!("rescue shell exited ({s})"),
         Err(e) => {
@@ -48,7 +54,7 @@ pub fn before_switch(env: &Env, params: &BootParams) {
         "terra.shell: the new root is mounted at {}; exit the shell to continue booting",
         env.paths.newroot.display()
     );
-    run(shell);
+    run(shell, &env.paths.dev.join("console"));
 }
 
 /// PID 1 adopts orphans: collect the ones that have exited.

@@ -46,12 +46,15 @@ pub fn run(h: Handover) -> ! {
     );
     // Signals first, so none sent during set-up is lost (they wait, blocked,
     // until the supervisor reads them).
-    let signals = signals::Signals::new();
-    signals::disable_ctrl_alt_del();
-    mounts::mount_all(mounts::CONTAINER_HOST);
-    host::set_hostname(Path::new("/etc/hostname"));
-    host::loopback_up();
-    let specs = services::load(Path::new(SERVICES_DIR));
+    let step = Step(h.debug);
+    let signals = step.run("signals", signals::Signals::new);
+    step.run("ctrl-alt-del", signals::disable_ctrl_alt_del);
+    step.run("mounts", || mounts::mount_all(mounts::CONTAINER_HOST));
+    step.run("hostname", || {
+        host::set_hostname(Path::new("/etc/hostname"))
+    });
+    step.run("loopback", host::loopback_up);
+    let specs = step.run("services", || services::load(Path::new(SERVICES_DIR)));
     if h.debug {
         for s in &specs {
             log::info!("service {}: {:?}", s.name, s);
@@ -61,6 +64,23 @@ pub fn run(h: Handover) -> ! {
     let action = sup.run(&signals);
     sup.stop_all();
     shutdown::shutdown(action)
+}
+
+/// With `terra.debug`, logs how long each set-up step took.
+struct Step(bool);
+
+impl Step {
+    fn run<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        if self.0 {
+            log::info!(
+                "stage 2: {name} {:.1} ms",
+                start.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        out
+    }
 }
 
 /// Seconds since boot (`CLOCK_BOOTTIME`, the clock of /proc/uptime), for log
