@@ -46,7 +46,7 @@ impl Target {
         let (root, mounted) = match (w.root, w.device) {
             (Some(r), _) => (r.to_path_buf(), None),
             (None, Some(dev)) => {
-                let dir = mount_device(dev, w.label)?;
+                let dir = mount_device(dev, w.label, write)?;
                 (dir.path().to_path_buf(), Some(dir))
             }
             (None, None) => {
@@ -93,7 +93,8 @@ fn lock(part: &Partition) -> Result<File> {
     Ok(f)
 }
 
-fn mount_device(dev: &Path, want: &str) -> Result<tempfile::TempDir> {
+/// Mounts `dev` (read-only unless `write`) after checking its label.
+fn mount_device(dev: &Path, want: &str, write: bool) -> Result<tempfile::TempDir> {
     let mut f = File::open(dev).with_context(|| format!("opening {}", dev.display()))?;
     match crate::label::ext4_label(&mut f).with_context(|| format!("reading {}", dev.display()))? {
         Some(l) if l == want => {}
@@ -115,9 +116,11 @@ fn mount_device(dev: &Path, want: &str) -> Result<tempfile::TempDir> {
     // (mount -o loop sets LO_FLAGS_AUTOCLEAR).
     let mut cmd = std::process::Command::new("mount");
     cmd.args(["-t", "ext4"]);
+    let mut opts = vec![if write { "rw" } else { "ro" }];
     if is_file {
-        cmd.args(["-o", "loop"]);
+        opts.push("loop");
     }
+    cmd.args(["-o", &opts.join(",")]);
     let out = cmd
         .arg(dev)
         .arg(dir.path())
