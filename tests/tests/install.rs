@@ -465,3 +465,87 @@ fn the_same_blob_twice_in_one_image_is_fetched_once_and_unpacked_per_position() 
         assert!(root.join(l).is_dir(), "{l}");
     }
 }
+
+#[test]
+fn another_image_under_a_taken_name_needs_force_and_remove_force_moves_the_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    layout
+        .add_image(
+            Some("a"),
+            &[base_layer(), top_layer("a")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let b = layout
+        .add_image(
+            Some("b"),
+            &[base_layer(), top_layer("b")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let root = tmp.path().join("part");
+    fs::create_dir(&root).unwrap();
+    let r = root.to_str().unwrap();
+    ok(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("a"),
+        "--name",
+        "os",
+    ]);
+    let upper = root.join("ov/snapshots/rw-os/upper");
+    fs::write(upper.join("changed-by-the-running-system"), "x").unwrap();
+    let err = fails(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("b"),
+        "--name",
+        "os",
+    ]);
+    assert!(err.contains("--force"), "{err}");
+    assert!(upper.join("changed-by-the-running-system").exists());
+    ok(&[
+        "--root",
+        r,
+        "install",
+        &layout.reference("b"),
+        "--name",
+        "os",
+        "--force",
+    ]);
+    let m = meta(&root);
+    assert_eq!(
+        m.versions["os"].image.as_ref().unwrap().digest,
+        b.manifest_digest
+    );
+    assert!(
+        !upper.join("changed-by-the-running-system").exists(),
+        "--force resets the writable layer"
+    );
+    ok(&["--root", r, "install", &layout.reference("a")]);
+    ok(&["--root", r, "remove", "os", "--force"]);
+    let m = meta(&root);
+    assert_eq!(
+        m.default.as_deref(),
+        Some("a"),
+        "the newest other version becomes the default"
+    );
+    let dry = ok(&["--root", r, "gc", "--dry-run"]);
+    assert!(dry.contains("would remove"), "{dry}");
+    assert!(root
+        .join(terra_layout::partition::layer_snapshot(
+            &chain_ids(&b.diff_ids)[1]
+        ))
+        .is_dir());
+    ok(&["--root", r, "gc"]);
+    assert!(!root
+        .join(terra_layout::partition::layer_snapshot(
+            &chain_ids(&b.diff_ids)[1]
+        ))
+        .exists());
+    let list = ok(&["--root", r, "list"]);
+    assert!(list.contains("* a "), "{list}");
+}
