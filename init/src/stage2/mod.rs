@@ -49,7 +49,10 @@ pub fn run(h: Handover) -> ! {
     let step = Step(h.debug);
     let signals = step.run("signals", signals::Signals::new);
     step.run("ctrl-alt-del", signals::disable_ctrl_alt_del);
-    step.run("mounts", || mounts::mount_all(mounts::CONTAINER_HOST));
+    step.run("mounts", || {
+        mounts::mount_all(mounts::CONTAINER_HOST, false)
+    });
+    mounts::in_background(mounts::CONTAINER_HOST);
     step.run("hostname", || {
         host::set_hostname(Path::new("/etc/hostname"))
     });
