@@ -259,6 +259,10 @@ fn unpack_entry<R: Read>(
         if hidden.starts_with(".wh.") || hidden.is_empty() {
             return Ok(()); // aufs metadata (.wh..wh.plnk etc.): not content
         }
+        if hidden == "." || hidden == ".." {
+            // `.wh...` would name the parent of the directory: out.
+            bail!("refused: the whiteout {} names {hidden:?}", rel.display());
+        }
         let target = parent.join(hidden);
         match mode {
             Whiteouts::Overlay => {

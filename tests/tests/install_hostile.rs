@@ -152,6 +152,41 @@ fn path_traversal_is_refused() {
 }
 
 #[test]
+fn whiteouts_naming_dot_or_dot_dot_are_refused() {
+    let mut s = Setup::new();
+    let tmp_before = names(&s.part().join("tmp"));
+    for name in [".wh...", "etc/.wh...", ".wh.."] {
+        s.refuse(
+            &[bad_layer(|t| {
+                t.file(name, b"", 0o644);
+            })],
+            &Breakage::default(),
+            "refused: the whiteout",
+        );
+        assert_eq!(
+            names(&s.part().join("tmp")),
+            tmp_before,
+            "{name}: tmp/ intact"
+        );
+    }
+    // And in a flat unpack, where whiteouts delete.
+    let mut layout = Layout::create(&s.tmp.path().join("img3")).unwrap();
+    layout
+        .add_image(
+            Some("x"),
+            &[bad_layer(|t| {
+                t.file("etc/.wh...", b"", 0o644);
+            })],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let dir = s.tmp.path().join("flat");
+    let err = fails(&["unpack", &layout.reference("x"), dir.to_str().unwrap()]);
+    assert!(err.contains("refused: the whiteout"), "{err}");
+    assert!(s.tmp.path().join("img").is_dir(), "siblings intact");
+}
+
+#[test]
 fn absolute_paths_are_refused() {
     let mut s = Setup::new();
     s.refuse(
