@@ -65,8 +65,10 @@ pub fn fatal(env: &Env, mut err: BootError) -> ! {
 /// The lines of the fatal block. Pure.
 pub fn block(err: &BootError, next: &str) -> Vec<String> {
     let causes = chain(err);
-    let mut lines = vec![format!("FATAL: {}", causes[0])];
-    for c in &causes[1..] {
+    let mut causes = causes.into_iter();
+    let first = causes.next().unwrap_or_default();
+    let mut lines = vec![format!("FATAL: {first}")];
+    for c in causes {
         lines.push(format!("  because: {c}"));
     }
     for f in err.found() {

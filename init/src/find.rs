@@ -223,9 +223,9 @@ pub fn pick<'a>(seen: &'a [Seen], label: &str, device: Option<&str>) -> Pick<'a>
         let d = d.strip_prefix("/dev/").unwrap_or(d);
         with_label.retain(|s| s.name == d || s.name.replace('!', "/") == d);
     }
-    match with_label.len() {
-        0 => Pick::None,
-        1 => Pick::One(with_label[0]),
+    match with_label.as_slice() {
+        [] => Pick::None,
+        [one] => Pick::One(one),
         _ => Pick::Many(with_label),
     }
 }

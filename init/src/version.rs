@@ -174,6 +174,8 @@ fn mount_overlay(env: &Env, part: &Partition, rec: &VersionRecord) -> Result<(),
     if env.kernel.is_mountpoint(newroot) {
         let _ = env.kernel.umount_detach(newroot);
     }
+    env.mkdir(newroot, 0o755)
+        .map_err(sys(format!("mkdir -p {}", newroot.display())))?;
     let m = Mount::new("overlay", newroot, "overlay").data(opts);
     env.mount(&m).map_err(sys(m.to_shell()))
 }
