@@ -1,8 +1,9 @@
 //! QEMU tier, end to end: versions installed by `terra install` from the
 //! registry into a partition directory, made into an ext4 image
-//! (`mkfs.ext4 -d`), booted with `terra.version=`; an install killed right
-//! before its record leaves the earlier version booting, and the rerun
-//! finishes. Needs `scripts/build` first.
+//! (`mkfs.ext4 -d`), booted with `terra.version=`; an install killed during
+//! the download, during the unpack, after the sync and right before its
+//! record leaves the earlier version booting, and the rerun finishes. Needs
+//! `scripts/build` first.
 
 mod install_support;
 
@@ -58,22 +59,43 @@ fn host_tar(version: &str) -> Layer {
     Layer::zstd(t.finish())
 }
 
-fn kill_before_record(args: &[&str]) {
+/// Runs terra with TERRA_CRASH_AT=point and kills it (-9) there.
+fn kill_at(point: &str, args: &[&str]) {
     let mut child = Command::new(terra_bin())
         .args(args)
-        .env("TERRA_CRASH_AT", "record")
+        .env("TERRA_CRASH_AT", point)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     for line in BufReader::new(stderr).lines() {
-        if line.unwrap().contains("crash point record") {
+        if line.unwrap().contains(&format!("crash point {point}")) {
             child.kill().unwrap();
             child.wait().unwrap();
             return;
         }
     }
-    panic!("terra exited before the record point: {:?}", child.wait());
+    panic!("terra exited before the {point} point: {:?}", child.wait());
+}
+
+/// 300 small files and 256 KiB that do not compress.
+fn data_tar() -> Layer {
+    let mut t = Tar::new();
+    t.dir("data", 0o755);
+    let mut x: u32 = 0x1234_5678;
+    let noise: Vec<u8> = (0..256 << 10)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    t.file("data/noise", &noise, 0o644);
+    for i in 0..300 {
+        t.file(&format!("data/f{i}"), b"x", 0o644);
+    }
+    Layer::gzip(t.finish())
 }
 
 #[test]
@@ -82,20 +104,38 @@ fn installed_versions_boot_and_a_killed_install_leaves_the_old_one_booting() -> 
     let reg = terra_tests::registry::Registry::start()?;
     let mut layout = Layout::create(&s.path("img"))?;
     let base = base_tar(&s)?;
-    for v in ["v1", "v2"] {
-        layout.add_image(
-            Some(v),
-            &[base.clone(), whiteout_tar(), host_tar(v)],
-            &Breakage::default(),
-        )?;
-    }
+    layout.add_image(
+        Some("v1"),
+        &[base.clone(), whiteout_tar(), host_tar("v1")],
+        &Breakage::default(),
+    )?;
+    // v2 has a layer of its own big enough to be caught mid-download and mid-unpack.
+    layout.add_image(
+        Some("v2"),
+        &[base.clone(), whiteout_tar(), data_tar(), host_tar("v2")],
+        &Breakage::default(),
+    )?;
     let v1 = reg.push(&layout.dir, "v1", "terra/os")?;
     let v2 = reg.push(&layout.dir, "v2", "terra/os")?;
     let tree = s.path("tree");
     fs::create_dir(&tree)?;
     let r = tree.to_str().unwrap();
     ok(&["--root", r, "install", &v1, "--init", "/sbin/init"]);
-    kill_before_record(&["--root", r, "install", &v2, "--init", "/sbin/init"]);
+    for point in ["download", "unpack", "publish", "record"] {
+        kill_at(
+            point,
+            &[
+                "--root",
+                r,
+                "install",
+                &v2,
+                "--init",
+                "/sbin/init",
+                "-j",
+                "1",
+            ],
+        );
+    }
     ensure!(!meta(&tree).versions.contains_key("v2"));
 
     let initrd = s.initramfs(Flavor::Vm)?;
@@ -122,6 +162,7 @@ fn installed_versions_boot_and_a_killed_install_leaves_the_old_one_booting() -> 
     ok(&["--root", r, "install", &v2, "--init", "/sbin/init"]);
     let r2 = boot("v2", "terra.version=v2")?;
     ensure!(r2.get("hostname")? == hostname_of("v2"), "{r2:#?}");
+    ensure!(r2.get("whiteout")? == "hidden", "{r2:#?}");
     let root = r2.mount_at("/")?;
     let m = meta(&tree);
     ensure!(root.fstype == "overlay", "{root:?}");
