@@ -19,6 +19,7 @@ mod registry;
 mod snapshot;
 mod source;
 mod target;
+mod targuard;
 mod unpack;
 
 use clap::Parser;

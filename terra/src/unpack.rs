@@ -47,7 +47,7 @@ pub struct Stats {
 /// Unpacks the tar stream `reader` into `root` (which must exist).
 /// Returns what was written; the caller checks the stream's digest.
 pub fn unpack<R: Read>(reader: R, root: &Path, mode: Whiteouts) -> Result<(Stats, R)> {
-    let mut ar = tar::Archive::new(reader);
+    let mut ar = tar::Archive::new(crate::targuard::TarGuard::new(reader));
     let mut stats = Stats::default();
     let mut dirs: Vec<(PathBuf, Timestamps)> = Vec::new();
     // Paths this layer wrote: a flat unpack's whiteouts must spare them.
@@ -78,7 +78,7 @@ pub fn unpack<R: Read>(reader: R, root: &Path, mode: Whiteouts) -> Result<(Stats
     for (path, times) in dirs {
         set_times(&root.join(&path), &times)?;
     }
-    Ok((stats, ar.into_inner()))
+    Ok((stats, ar.into_inner().into_inner()))
 }
 
 /// A tar path made relative: `./a/b` → `a/b`; `.` or `./` → None; absolute

@@ -187,6 +187,27 @@ fn whiteouts_naming_dot_or_dot_dot_are_refused() {
 }
 
 #[test]
+fn a_long_name_bomb_is_refused_without_filling_memory() {
+    let mut s = Setup::new();
+    // 64 MiB of "name" that gzip squeezes to a few hundred KiB; the tar
+    // crate alone would read all of it into memory.
+    let name = vec![b'a'; 64 << 20];
+    s.refuse(
+        &[bad_layer(|t| {
+            t.raw(
+                "././@LongLink",
+                tar::EntryType::GNULongName,
+                0o644,
+                &name,
+                None,
+            );
+        })],
+        &Breakage::default(),
+        "memory bomb",
+    );
+}
+
+#[test]
 fn absolute_paths_are_refused() {
     let mut s = Setup::new();
     s.refuse(
