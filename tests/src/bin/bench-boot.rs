@@ -126,9 +126,10 @@ fn run(args: Args) -> Result<()> {
     };
     for &(icount, title) in modes {
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+        let mut timelines = Vec::new();
         for round in 0..args.rounds {
             for (i, case) in cases.iter().enumerate() {
-                let t = boot_once(
+                let (t, timeline) = boot_once(
                     tools,
                     case,
                     &[&terra_disk, &plain_disk],
@@ -142,9 +143,11 @@ fn run(args: Args) -> Result<()> {
                     case.name
                 );
                 times[i].push(t);
+                timelines.extend(timeline);
             }
         }
         print_table(title, &cases, &times)?;
+        print_timeline(&timelines);
     }
     if !args.no_build_times {
         build_times(tools, dir, args.rounds.clamp(1, 3))?;
@@ -152,14 +155,15 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One boot; returns the uptime the handoff printed.
+/// One boot; returns the uptime the handoff printed and, for Terra, the
+/// boot timeline (`/run/terra/boot.json`) the probe printed.
 fn boot_once(
     tools: &Tools,
     case: &Case,
     disks: &[&Path],
     icount: bool,
     verbose: bool,
-) -> Result<f64> {
+) -> Result<(f64, Option<serde_json::Value>)> {
     let mut cfg = VmConfig::new(&tools.kernel.image)
         .initrd(&case.initrd)
         .append(&case.append)
@@ -171,8 +175,54 @@ fn boot_once(
     let mut vm = Vm::start(&cfg)?;
     let line = vm.wait_for(UPTIME_PREFIX, Duration::from_secs(180))?;
     let uptime = parse_uptime(&line[UPTIME_PREFIX.len()..])?;
+    let timeline = if case.name == "terra" {
+        let line = vm.wait_for("probe.bootjson=", Duration::from_secs(60))?;
+        serde_json::from_str(&line["probe.bootjson=".len()..]).ok()
+    } else {
+        None
+    };
     vm.expect_poweroff(Duration::from_secs(120))?;
-    Ok(uptime)
+    Ok((uptime, timeline))
+}
+
+/// Where Terra's time goes: the median of each step of stage 1's own
+/// timeline (`/run/terra/boot.json`: steps with `name` and `duration_ms`).
+fn print_timeline(timelines: &[serde_json::Value]) {
+    let mut names: Vec<String> = Vec::new();
+    let mut durations: Vec<Vec<f64>> = Vec::new();
+    let mut starts = Vec::new();
+    for t in timelines {
+        starts.extend(t["uptime_at_start_ms"].as_f64());
+        for step in t["steps"].as_array().into_iter().flatten() {
+            let (Some(name), Some(ms)) = (step["name"].as_str(), step["duration_ms"].as_f64())
+            else {
+                continue;
+            };
+            match names.iter().position(|n| n == name) {
+                Some(i) => durations[i].push(ms),
+                None => {
+                    names.push(name.to_string());
+                    durations.push(vec![ms]);
+                }
+            }
+        }
+    }
+    if names.is_empty() {
+        return;
+    }
+    println!("Where Terra's stage 1 spends its time (medians of /run/terra/boot.json):\n");
+    println!("| step | ms |");
+    println!("| --- | ---: |");
+    if !starts.is_empty() {
+        println!(
+            "| (kernel: uptime when /init started) | {:.0} |",
+            median(&starts)
+        );
+    }
+    for (name, d) in names.iter().zip(&durations) {
+        println!("| {name} | {:.1} |", median(d));
+    }
+    println!();
 }
 
 fn median(values: &[f64]) -> f64 {
