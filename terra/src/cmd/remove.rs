@@ -8,8 +8,9 @@ use terra_layout::Metadata;
 
 use super::Global;
 
-/// Remove a version: its record, writable layer and boot files (shared
-/// layers stay until `terra gc`).
+/// Remove a version: its record, writable layer and boot files.
+///
+/// Layers it shared stay; `terra gc` drops those no version uses.
 #[derive(Debug, Args)]
 pub struct RemoveArgs {
     pub name: String,

@@ -11,9 +11,10 @@ use crate::image::Platform;
 use crate::reference::Reference;
 use crate::unpack::Whiteouts;
 
-/// Unpack a whole image flat into DIR (whiteouts applied): to inspect an
-/// image or build a root filesystem. DIR must not exist or be empty; when
-/// the image is refused, DIR is left as it was.
+/// Unpack a whole image flat into DIR, whiteouts applied.
+///
+/// To inspect an image or build a root filesystem. DIR must not exist or be
+/// empty; when the image is refused, DIR is left as it was.
 #[derive(Debug, Args)]
 pub struct UnpackArgs {
     pub reference: String,
