@@ -104,6 +104,12 @@ impl Console {
         }
     }
 
+    /// How many lines the waits have read past: the index of the line
+    /// after the last one [`Console::wait_for`] returned.
+    pub fn cursor(&self) -> usize {
+        self.cursor
+    }
+
     /// Every line read so far.
     pub fn lines(&self) -> Vec<String> {
         self.shared

@@ -115,12 +115,9 @@ pub fn tail(console: &[String]) -> String {
 /// FATAL line and every line after it.
 pub fn fatal_block(vm: &mut Vm, timeout: Duration) -> Result<String> {
     vm.wait_for("terra: FATAL:", timeout)?;
-    // More of the block may have arrived by now: start at the FATAL line itself.
-    let lines = vm.console.lines();
-    let start = lines
-        .iter()
-        .rposition(|l| l.contains("terra: FATAL:"))
-        .unwrap_or(0);
+    // More of the block may have arrived by now: start at the FATAL line
+    // itself (the one before the cursor).
+    let start = vm.console.cursor().saturating_sub(1);
     let mut seen = 0;
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(200));

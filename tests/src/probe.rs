@@ -69,7 +69,7 @@ impl Report {
     /// Reads the probe's block from the console (waits for BEGIN, then END).
     pub fn read(vm: &mut Vm, timeout: Duration) -> Result<Self> {
         vm.wait_for(BEGIN, timeout)?;
-        let start = vm.console.lines().len();
+        let start = vm.console.cursor();
         vm.wait_for(END, Duration::from_secs(30))?;
         let lines = vm.console.lines();
         let block = lines.get(start..).unwrap_or_default();
