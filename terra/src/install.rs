@@ -166,6 +166,8 @@ pub fn fetch_and_unpack(
             None => todo.push(vec![l]),
         }
     }
+    // Biggest first: the longest job starts at once and the small ones fill in.
+    todo.sort_by_key(|g| std::cmp::Reverse(g[0].size));
     let progress = Progress::new();
     let next = AtomicUsize::new(0);
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
