@@ -466,6 +466,17 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_program_is_an_error_naming_it() {
+        let spec = parse("gone", r#"{"argv":["/nonexistent/bin/x"]}"#).unwrap();
+        let err = spawn(&spec).unwrap_err();
+        assert!(err.contains("/nonexistent/bin/x"), "{err}");
+        // The supervisor survives it: the service waits for a restart.
+        let mut sup = Supervisor::new(vec![spec], "v".into());
+        sup.start(0);
+        assert!(matches!(sup.services[0].state, State::Backoff(_)));
+    }
+
+    #[test]
     fn runs_a_real_service_and_forwards_until_it_ends() {
         let spec = parse(
             "echo",
