@@ -241,3 +241,20 @@ fn ctrl_alt_del_reboots_in_order() -> Result<()> {
     osimage::fsck_clean(&disk)?;
     Ok(())
 }
+
+#[test]
+fn terra_reboot_reboots_in_order() -> Result<()> {
+    let s = Scenario::new()?;
+    let disk = osimage::disk(&s.path("disk.img"))?;
+    let initrd = s.initramfs(Flavor::Vm)?;
+    let cfg = s
+        .vm(&initrd, &[&disk], "osimage.hook=reboot")
+        .memory_mb(1024);
+    let mut vm = Vm::start(&cfg)?;
+    vm.wait_for(&format!("{HOOK}reboot"), BOOT)?;
+    vm.wait_for("terra: received SIGINT", Duration::from_secs(60))?;
+    vm.wait_for("terra: rebooting", Duration::from_secs(60))?;
+    vm.expect_poweroff(Duration::from_secs(30))?;
+    osimage::fsck_clean(&disk)?;
+    Ok(())
+}
