@@ -21,6 +21,9 @@ pub struct TerraKernel {
     pub config: PathBuf,
     /// The kernel release, e.g. `6.1.192-terra`.
     pub version: String,
+    /// `dir/modules`: no modules, only `modules.builtin` (mkinitrd's
+    /// `--modules-dir` for this kernel).
+    pub modules_dir: PathBuf,
 }
 
 /// Runs `scripts/build-kernel ARGS` and returns the directory it prints.
@@ -74,6 +77,7 @@ fn build() -> Result<TerraKernel> {
     let k = TerraKernel {
         image: dir.join("bzImage"),
         config: dir.join("config"),
+        modules_dir: dir.join("modules"),
         dir,
         version,
     };
@@ -83,14 +87,19 @@ fn build() -> Result<TerraKernel> {
     Ok(k)
 }
 
-/// Terra's initramfs for this kernel: `mkinitrd --module-set none` (the
-/// kernel has no modules at all, and no /lib/modules/KVER on the host).
-pub fn initramfs(tools: &Tools, kernel: &TerraKernel, dir: &Path) -> Result<PathBuf> {
+/// Terra's initramfs for this kernel: mkinitrd's default module set
+/// (`server`: virtio, nvme, ahci, sd, xhci, usb-storage, overlay, ext4)
+/// resolved against the kernel's `modules.builtin`: every one is built in,
+/// so the image holds no module. `--explain`'s output is returned with it.
+pub fn initramfs(tools: &Tools, kernel: &TerraKernel, dir: &Path) -> Result<(PathBuf, String)> {
     let output = dir.join("initramfs-terra-kernel.img");
     let mut cmd = Command::new(&tools.mkinitrd);
     cmd.arg("--kernel-version")
         .arg(&kernel.version)
-        .args(["--module-set", "none", "--init"])
+        .arg("--modules-dir")
+        .arg(&kernel.modules_dir)
+        .arg("--explain")
+        .arg("--init")
         .arg(&tools.init)
         .arg("--output")
         .arg(&output);
@@ -103,5 +112,5 @@ pub fn initramfs(tools: &Tools, kernel: &TerraKernel, dir: &Path) -> Result<Path
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(output)
+    Ok((output, String::from_utf8_lossy(&out.stdout).into_owned()))
 }

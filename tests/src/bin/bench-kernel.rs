@@ -77,7 +77,7 @@ fn run(args: Args) -> Result<()> {
         Case {
             name: format!("terra {} + terra initramfs (no modules)", terra.version),
             kernel: terra.image.clone(),
-            initrd: kernel::initramfs(tools, terra, dir)?,
+            initrd: kernel::initramfs(tools, terra, dir)?.0,
         },
         Case {
             name: "cloud kernel + floor".into(),
