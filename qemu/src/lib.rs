@@ -14,4 +14,4 @@ pub mod vm;
 
 pub use console::Console;
 pub use kernel::Kernel;
-pub use vm::{Outcome, Vm, VmConfig};
+pub use vm::{Machine, Outcome, Vm, VmConfig};
