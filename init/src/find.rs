@@ -17,7 +17,7 @@ use terra_layout::BootParams;
 use crate::env::Env;
 use crate::error::BootError;
 use crate::kernel::Node;
-use crate::probe::{probe, Probe};
+use terra_layout::probe::{probe, Probe};
 
 const FIRST_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_millis(200);

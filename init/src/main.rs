@@ -24,7 +24,6 @@ mod handoff;
 mod kernel;
 mod logger;
 mod modules;
-mod probe;
 mod rescue;
 // Stage 2 keeps its own few ioctls (with SAFETY comments) in its host module.
 #[allow(unsafe_code)]

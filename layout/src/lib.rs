@@ -12,6 +12,7 @@ pub mod atomic;
 pub mod cmdline;
 pub mod odisk;
 pub mod partition;
+pub mod probe;
 pub mod record;
 
 pub use cmdline::BootParams;

@@ -10,7 +10,6 @@ mod digest;
 mod dockercfg;
 mod image;
 mod install;
-mod label;
 mod logger;
 mod menu;
 mod progress;

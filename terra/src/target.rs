@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use rustix::fs::FlockOperation;
 use terra_layout::partition::RUNTIME_MOUNT;
+use terra_layout::probe::Probe;
 use terra_layout::Partition;
 
 /// A partition ready to use; unmounts on drop when we mounted it.
@@ -93,10 +94,18 @@ fn lock(part: &Partition) -> Result<File> {
     Ok(f)
 }
 
+/// The ext4 label of `dev`: `None` when it holds no ext4 filesystem.
+fn ext4_label(dev: &mut File) -> std::io::Result<Option<String>> {
+    Ok(match terra_layout::probe::probe(dev)? {
+        Probe::Ext4 { label } => Some(label),
+        Probe::Unknown => None,
+    })
+}
+
 /// Mounts `dev` (read-only unless `write`) after checking its label.
 fn mount_device(dev: &Path, want: &str, write: bool) -> Result<tempfile::TempDir> {
     let mut f = File::open(dev).with_context(|| format!("opening {}", dev.display()))?;
-    match crate::label::ext4_label(&mut f).with_context(|| format!("reading {}", dev.display()))? {
+    match ext4_label(&mut f).with_context(|| format!("reading {}", dev.display()))? {
         Some(l) if l == want => {}
         Some(l) => bail!(
             "{} is labelled {l:?}, not {want:?}: refusing to write to it (mkfs.ext4 -L {want} {} makes a Terra partition)",

@@ -1,4 +1,5 @@
-//! Reading a filesystem label from a device, over `Read + Seek`.
+//! Reading a filesystem label from a device, over `Read + Seek`: used by
+//! stage 1 to find the partition and by `terra --device` to check it.
 //!
 //! Only the ext2/3/4 superblock is read: Terra's partition is ext4, and
 //! anything else is reported as "no ext4 filesystem".
