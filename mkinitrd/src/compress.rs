@@ -12,6 +12,9 @@ pub enum Compression {
     Zstd(i32),
     /// gzip (deflate), best compression; the header carries no name or time.
     Gzip,
+    /// lz4 high compression (level 9) in the legacy frame format: larger
+    /// than zstd but the fastest for the kernel to unpack (see the README).
+    Lz4,
     /// A plain cpio archive.
     None,
 }
@@ -41,6 +44,7 @@ impl Compression {
                 enc.write_all(data).context("compressing with gzip")?;
                 enc.finish().context("compressing with gzip")
             }
+            Compression::Lz4 => lz4_legacy(data),
             Compression::None => Ok(data.to_vec()),
         }
     }
@@ -50,9 +54,65 @@ impl Compression {
         match self {
             Compression::Zstd(level) => format!("zstd -{level}"),
             Compression::Gzip => "gzip".into(),
+            Compression::Lz4 => format!("lz4 -{LZ4_LEVEL}"),
             Compression::None => "none".into(),
         }
     }
+}
+
+/// Decompression speed does not depend on the level; 9 is within 0.4 % of
+/// level 12's size at a fifth of its build time (70 ms against 340 ms for
+/// the VM image).
+const LZ4_LEVEL: i32 = 9;
+/// The legacy lz4 frame: the only lz4 format the kernel's initramfs unpacker
+/// reads (lib/decompress_unlz4.c, `ARCHIVE_MAGICNUMBER`), little endian.
+const LZ4_LEGACY_MAGIC: u32 = 0x184C_2102;
+/// Each legacy block holds at most 8 MiB uncompressed
+/// (`LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE` in lib/decompress_unlz4.c).
+const LZ4_LEGACY_BLOCK: usize = 8 << 20;
+
+/// The legacy frame is a magic number, then blocks each prefixed by their
+/// compressed size; the `lz4` crate compresses the blocks (liblz4's HC
+/// compressor), the framing is these few lines.
+fn lz4_legacy(data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(data.len() / 2);
+    out.extend_from_slice(&LZ4_LEGACY_MAGIC.to_le_bytes());
+    for chunk in data.chunks(LZ4_LEGACY_BLOCK) {
+        let block = lz4::block::compress(
+            chunk,
+            Some(lz4::block::CompressionMode::HIGHCOMPRESSION(LZ4_LEVEL)),
+            false,
+        )
+        .context("compressing with lz4")?;
+        let len = u32::try_from(block.len()).context("an lz4 block over 4 GiB")?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&block);
+    }
+    Ok(out)
+}
+
+/// Reads a legacy lz4 frame (several may follow each other, as the kernel allows).
+fn unlz4_legacy(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let magic = LZ4_LEGACY_MAGIC.to_le_bytes();
+    while !data.is_empty() {
+        let Some((head, rest)) = data.split_first_chunk::<4>() else {
+            bail!("lz4: {} stray bytes at the end", data.len());
+        };
+        data = rest;
+        if *head == magic {
+            continue;
+        }
+        let len = u32::from_le_bytes(*head) as usize;
+        if len > data.len() {
+            bail!("lz4: a block of {len} bytes, but only {} left", data.len());
+        }
+        let block = lz4::block::decompress(&data[..len], Some(LZ4_LEGACY_BLOCK as i32))
+            .context("decompressing lz4")?;
+        out.extend_from_slice(&block);
+        data = &data[len..];
+    }
+    Ok(out)
 }
 
 /// A compression format recognised by its magic bytes.
@@ -64,6 +124,8 @@ pub enum Format {
     Gzip,
     /// `fd 37 7a 58 5a 00` ("\xfd7zXZ\0")
     Xz,
+    /// `02 21 4c 18` (lz4 legacy frame)
+    Lz4,
     /// Not compressed (or unknown).
     Plain,
 }
@@ -77,6 +139,8 @@ impl Format {
             Format::Gzip
         } else if data.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
             Format::Xz
+        } else if data.starts_with(&LZ4_LEGACY_MAGIC.to_le_bytes()) {
+            Format::Lz4
         } else {
             Format::Plain
         }
@@ -88,6 +152,7 @@ impl Format {
             Format::Zstd => "zstd",
             Format::Gzip => "gzip",
             Format::Xz => "xz",
+            Format::Lz4 => "lz4",
             Format::Plain => "none",
         }
     }
@@ -114,6 +179,7 @@ pub fn decompress(data: &[u8]) -> Result<Vec<u8>> {
                 .read_to_end(&mut out)
                 .context("decompressing xz")?;
         }
+        Format::Lz4 => return unlz4_legacy(data),
         Format::Plain => return Ok(data.to_vec()),
     }
     Ok(out)
@@ -168,6 +234,7 @@ mod tests {
             (Compression::Zstd(3), Format::Zstd),
             (Compression::Zstd(19), Format::Zstd),
             (Compression::Gzip, Format::Gzip),
+            (Compression::Lz4, Format::Lz4),
             (Compression::None, Format::Plain),
         ] {
             let packed = c.compress(TEXT).unwrap();
@@ -175,6 +242,39 @@ mod tests {
             assert_eq!(decompress(&packed).unwrap(), TEXT, "{c:?}");
             assert_eq!(c.compress(TEXT).unwrap(), packed, "{c:?} is deterministic");
         }
+    }
+
+    #[test]
+    fn lz4_legacy_frames_span_blocks_and_read_back_with_the_lz4_tool() {
+        // Over 8 MiB: two blocks, as the kernel reads them.
+        let data: Vec<u8> = (0..(9u32 << 20))
+            .map(|i| (i % 251) as u8 ^ (i >> 13) as u8)
+            .collect();
+        let packed = Compression::Lz4.compress(&data).unwrap();
+        assert_eq!(&packed[..4], &[0x02, 0x21, 0x4c, 0x18]);
+        assert_eq!(decompress(&packed).unwrap(), data);
+        // A second frame may follow the first (concatenated images).
+        let mut twice = packed.clone();
+        twice.extend_from_slice(&packed);
+        assert_eq!(decompress(&twice).unwrap().len(), 2 * data.len());
+        // liblz4's own tool agrees on the format (`lz4 -l` writes this framing).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.lz4");
+        std::fs::write(&file, &packed).unwrap();
+        let out = std::process::Command::new("lz4")
+            .args(["-dc", file.to_str().unwrap()])
+            .output()
+            .expect("lz4 (Debian package lz4) is needed: scripts/setup installs it");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.stdout, data);
+        assert!(
+            decompress(&packed[..packed.len() - 1]).is_err(),
+            "a cut block is an error"
+        );
     }
 
     #[test]

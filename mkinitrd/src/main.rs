@@ -101,6 +101,8 @@ pub enum CompressKind {
     Zstd,
     /// gzip (CONFIG_RD_GZIP).
     Gzip,
+    /// lz4, legacy frames (CONFIG_RD_LZ4): larger, fastest to unpack at boot.
+    Lz4,
     /// No compression.
     None,
 }
@@ -163,6 +165,7 @@ fn run_build(cli: &Cli) -> Result<()> {
     let compression = match cli.compress {
         CompressKind::Zstd => Compression::Zstd(cli.zstd_level),
         CompressKind::Gzip => Compression::Gzip,
+        CompressKind::Lz4 => Compression::Lz4,
         CompressKind::None => Compression::None,
     };
 
