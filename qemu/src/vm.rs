@@ -1,5 +1,6 @@
-//! One headless QEMU guest: direct kernel boot, virtio disks, the serial
-//! console on a pipe, a QMP socket, and always a timeout.
+//! One headless QEMU guest: direct kernel boot (or a disk boot through the
+//! firmware and the disk's boot loader), virtio disks, the serial console on
+//! a pipe, a QMP socket, and always a timeout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,10 @@ pub fn qemu_binary() -> PathBuf {
 /// What to boot and how.
 #[derive(Debug, Clone)]
 pub struct VmConfig {
-    pub kernel: PathBuf,
+    /// The kernel QEMU loads itself (`-kernel`); `None` boots the first
+    /// disk through the firmware and its boot loader, and then `initrd`
+    /// and `append` are the boot loader's business (refused here).
+    pub kernel: Option<PathBuf>,
     pub initrd: Option<PathBuf>,
     /// Raw disk images, attached as virtio disks in order (`/dev/vda`, `/dev/vdb`, …).
     pub disks: Vec<PathBuf>,
@@ -68,7 +72,16 @@ const HOTPLUG_PORTS: usize = 2;
 impl VmConfig {
     pub fn new(kernel: impl Into<PathBuf>) -> Self {
         Self {
-            kernel: kernel.into(),
+            kernel: Some(kernel.into()),
+            ..Self::disk_boot()
+        }
+    }
+
+    /// Boots the first disk the way a machine does: the firmware (SeaBIOS)
+    /// runs the disk's boot loader, which picks kernel and command line.
+    pub fn disk_boot() -> Self {
+        Self {
+            kernel: None,
             initrd: None,
             disks: Vec::new(),
             append: String::new(),
@@ -162,11 +175,13 @@ impl VmConfig {
         if self.icount {
             args.extend(["-icount".into(), "shift=0".into()]);
         }
-        args.extend(["-kernel".into(), self.kernel.display().to_string()]);
-        if let Some(initrd) = &self.initrd {
-            args.extend(["-initrd".into(), initrd.display().to_string()]);
+        if let Some(kernel) = &self.kernel {
+            args.extend(["-kernel".into(), kernel.display().to_string()]);
+            if let Some(initrd) = &self.initrd {
+                args.extend(["-initrd".into(), initrd.display().to_string()]);
+            }
+            args.extend(["-append".into(), self.cmdline()]);
         }
-        args.extend(["-append".into(), self.cmdline()]);
         for (i, disk) in self.disks.iter().enumerate() {
             args.extend([
                 "-drive".into(),
@@ -246,8 +261,13 @@ impl Vm {
     /// Starts QEMU.
     pub fn start(config: &VmConfig) -> Result<Self> {
         let qemu = qemu_binary();
+        if config.kernel.is_none() && (config.initrd.is_some() || !config.append.is_empty()) {
+            bail!(
+                "a disk boot takes its initrd and command line from the boot loader, not from QEMU"
+            );
+        }
         for (what, path) in [
-            ("kernel", Some(&config.kernel)),
+            ("kernel", config.kernel.as_ref()),
             ("initrd", config.initrd.as_ref()),
         ] {
             if let Some(p) = path {
@@ -419,5 +439,19 @@ mod tests {
             cfg.cmdline(),
             "console=ttyS0 panic=-1 terra.version=v2 quiet"
         );
+    }
+
+    #[test]
+    fn a_disk_boot_has_no_kernel_arguments() {
+        let args = VmConfig::disk_boot().disk("/tmp/a.img").args().join(" ");
+        for absent in ["-kernel", "-initrd", "-append"] {
+            assert!(!args.contains(absent), "{args}");
+        }
+        assert!(args.contains("-drive file=/tmp/a.img,format=raw,if=none,id=disk0"));
+        let err = Vm::start(&VmConfig::disk_boot().append("quiet"))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("boot loader"), "{err}");
     }
 }

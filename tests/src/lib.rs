@@ -5,6 +5,7 @@
 
 pub mod boot;
 pub mod disk;
+pub mod grubdisk;
 pub mod initramfs;
 pub mod kernel;
 pub mod ocilayout;
