@@ -304,23 +304,7 @@ fn kernel_and_initrd_are_copied_and_the_menu_boots_each_version() {
 fn a_two_platform_index_picks_linux_amd64_or_the_asked_platform() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let amd = layout
-        .add_image(
-            None,
-            &[base_layer(), top_layer("amd64")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let arm = layout
-        .add_image(
-            None,
-            &[base_layer(), top_layer("arm64")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    layout
-        .add_index("multi", &[("linux/arm64", &arm), ("linux/amd64", &amd)])
-        .unwrap();
+    let (amd, arm) = add_two_platform_index(&mut layout);
     let root = tmp.path().join("part");
     fs::create_dir(&root).unwrap();
     let r = root.to_str().unwrap();

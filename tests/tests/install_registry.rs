@@ -85,23 +85,7 @@ fn docker_schema2_manifests_and_manifest_lists_install() {
             &Breakage::default(),
         )
         .unwrap();
-    let amd = layout
-        .add_image(
-            None,
-            &[base_layer(), top_layer("amd64")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let arm = layout
-        .add_image(
-            None,
-            &[base_layer(), top_layer("arm64")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    layout
-        .add_index("multi", &[("linux/arm64", &arm), ("linux/amd64", &amd)])
-        .unwrap();
+    let (amd, arm) = add_two_platform_index(&mut layout);
     // skopeo converts to Docker schema 2 on the way.
     let dest = format!("{}/terra/docker:v1", reg.addr);
     let st = Command::new("skopeo")

@@ -5,7 +5,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use terra_tests::ocilayout::{Layer, Tar};
+use terra_tests::ocilayout::{Breakage, Layer, Layout, Made, Tar};
 
 /// `target/release/terra` built by scripts/build (`TERRA_BIN` overrides).
 pub fn terra_bin() -> PathBuf {
@@ -118,4 +118,28 @@ pub fn tree(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Adds an index named `multi` with a linux/arm64 and a linux/amd64 image of
+/// the same base, whose top layers name their platform in /etc/hostname.
+/// Returns the (amd64, arm64) images.
+pub fn add_two_platform_index(layout: &mut Layout) -> (Made, Made) {
+    let amd = layout
+        .add_image(
+            None,
+            &[base_layer(), top_layer("amd64")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    let arm = layout
+        .add_image(
+            None,
+            &[base_layer(), top_layer("arm64")],
+            &Breakage::default(),
+        )
+        .unwrap();
+    layout
+        .add_index("multi", &[("linux/arm64", &arm), ("linux/amd64", &amd)])
+        .unwrap();
+    (amd, arm)
 }
