@@ -74,7 +74,8 @@ pub fn debugfs(image: &Path, request: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+/// Runs `cmd`; a failure carries its output.
+pub fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -86,7 +87,8 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<()> {
+/// Runs `cmd` with `input` on its standard input.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> Result<()> {
     use std::io::Write;
     use std::process::Stdio;
     let mut child = cmd

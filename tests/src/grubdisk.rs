@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use terra_qemu::Vm;
 
+use crate::disk::{run, run_with_stdin};
 use crate::ocilayout::{Breakage, Layer, Layout, Tar};
 use crate::partition::{base_layer, hostname_of};
 use crate::tools::Tools;
@@ -161,7 +162,7 @@ pub fn bios_grub_disk(tree: &Path, label: &str, image: &Path, size_mib: u64) -> 
         PART_START / SECTOR,
         size_mib * MIB / SECTOR
     );
-    run_stdin(Command::new("sfdisk").arg("--quiet").arg(image), &script)
+    run_with_stdin(Command::new("sfdisk").arg("--quiet").arg(image), &script)
         .context("partitioning with sfdisk (fdisk package: scripts/setup)")?;
     run(Command::new("mkfs.ext4")
         .args(["-q", "-F", "-L", label, "-d"])
@@ -296,38 +297,6 @@ pub fn last_highlighted(console: &[String]) -> Option<String> {
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("reading {}", path.display()))
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
-fn run_stdin(cmd: &mut Command, input: &str) -> Result<()> {
-    use std::process::Stdio;
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("running {cmd:?}"))?;
-    child
-        .stdin
-        .take()
-        .context("stdin")?
-        .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
