@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{ensure, Result};
-use terra_qemu::floor::{floor_initramfs, UPTIME_PREFIX};
+use terra_qemu::floor::{floor_initramfs, parse_clock, CLOCK_PREFIX, UPTIME_PREFIX};
 use terra_qemu::{Kernel, Outcome, Vm, VmConfig};
 
 fn floor_config(dir: &tempfile::TempDir) -> Result<VmConfig> {
@@ -16,7 +16,7 @@ fn floor_config(dir: &tempfile::TempDir) -> Result<VmConfig> {
 }
 
 #[test]
-fn the_floor_prints_its_uptime_and_powers_off() -> Result<()> {
+fn the_floor_prints_its_clock_and_powers_off() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let mut vm = Vm::start(&floor_config(&dir)?.icount(true))?;
     let line = vm.wait_for(UPTIME_PREFIX, Duration::from_secs(60))?;
@@ -27,6 +27,12 @@ fn the_floor_prints_its_uptime_and_powers_off() -> Result<()> {
         .parse()?;
     // Under -icount the guest clock counts instructions: about 1.56 s here.
     ensure!((0.5..5.0).contains(&uptime), "uptime {uptime}");
+    // The same clock to the nanosecond, from /proc/timer_list, read just after.
+    let clock = parse_clock(&vm.wait_for(CLOCK_PREFIX, Duration::from_secs(30))?)?;
+    ensure!(
+        (uptime..uptime + 0.02).contains(&clock),
+        "timer_list clock {clock} s, uptime {uptime} s"
+    );
     ensure!(vm.wait(Duration::from_secs(30))? == Outcome::PoweredOff);
     Ok(())
 }

@@ -10,18 +10,23 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use terra_qemu::floor::{parse_clock, CLOCK_PREFIX, UPTIME_PREFIX};
 use terra_qemu::Vm;
 
 pub const BEGIN: &str = "TERRA-PROBE-BEGIN";
 pub const END: &str = "TERRA-PROBE-END";
 
-/// The script. The uptime comes first: it is the benchmark's "handoff reached".
+/// The script. The clock comes first: it is the benchmark's "handoff
+/// reached", as `/proc/uptime` and as the `now at <ns> nsecs` line of
+/// `/proc/timer_list` (the same clock in nanoseconds; the floors print it too).
 pub const SCRIPT: &str = r#"#!/bin/sh
 # Terra test probe: prints what the boot tests check, then powers off.
 export PATH=/bin:/sbin
 echo TERRA-PROBE-BEGIN
 read -r up < /proc/uptime
 echo "probe.uptime=$up"
+{ read -r _; read -r _; read -r now; } < /proc/timer_list
+echo "$now"
 echo "probe.pid=$$"
 for word in $(cat /proc/cmdline); do
   case "$word" in
@@ -137,6 +142,14 @@ impl Report {
             None => bail!("nothing is mounted at {target}: {:#?}", self.mounts()),
         }
     }
+}
+
+/// Waits for the handoff's clock (the uptime line, then the `now at` line
+/// that follows it from the probe or a floor) and returns seconds since boot.
+pub fn wait_handoff_clock(vm: &mut Vm, timeout: Duration) -> Result<f64> {
+    vm.wait_for(UPTIME_PREFIX, timeout)?;
+    let line = vm.wait_for(CLOCK_PREFIX, Duration::from_secs(30))?;
+    parse_clock(&line)
 }
 
 /// The first number of a `/proc/uptime` line (`"1.55 0.00"` is 1.55).
