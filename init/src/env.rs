@@ -74,11 +74,18 @@ impl<'k> Env<'k> {
         }
     }
 
-    /// Mounts, logging the shell equivalent and adding it to the plan.
+    /// Mounts, logging the shell equivalent (with `terra.debug`, and how
+    /// long the kernel took) and adding it to the plan.
     pub fn mount(&self, m: &Mount) -> io::Result<()> {
         let line = m.to_shell();
-        log::debug!("{line}");
-        self.kernel.mount(m)?;
+        let start = Instant::now();
+        let result = self.kernel.mount(m);
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(()) => log::debug!("{line} ({ms:.1} ms)"),
+            Err(e) => log::debug!("{line} (failed after {ms:.1} ms: {e})"),
+        }
+        result?;
         self.plan.borrow_mut().push(line);
         Ok(())
     }
