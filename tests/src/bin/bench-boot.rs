@@ -1,10 +1,13 @@
 //! `bench-boot`: how long each initramfs takes from kernel start to the
 //! handoff, on the same disks and kernel, in one interleaved run
-//! (A B C A B C …): (a) Terra's initramfs, (b) Debian's initramfs-tools
-//! initrd with `root=LABEL=`, (c) the floor (an `/init` that only prints the
-//! uptime). The handoff prints `/proc/uptime`; under `-icount shift=0` the
-//! guest clock counts instructions, so the numbers repeat whatever the host
-//! load. Also times building the images (mkinitrd against mkinitramfs).
+//! (A B C … A B C …): Terra's initramfs (zstd, and lz4), tiny-initramfs,
+//! Debian's initramfs-tools, the module floor (an `/init` that only loads
+//! the kernel modules Terra loads) and the floor (an `/init` that only
+//! prints the clock). The handoff prints the clock (`/proc/timer_list`'s
+//! nanoseconds; `/proc/uptime` has 10 ms steps); under `-icount shift=0`
+//! the guest clock counts instructions, so the numbers repeat whatever the
+//! host load. Also times building the images (mkinitrd against mkinitramfs
+//! and mktirfs).
 //!
 //! Run it with `scripts/bench-boot [--rounds N]` after `scripts/setup` and `scripts/build`.
 
@@ -12,17 +15,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use terra_qemu::floor::{floor_initramfs, UPTIME_PREFIX};
+use terra_qemu::floor::floor_initramfs;
 use terra_qemu::{Vm, VmConfig};
 use terra_tests::disk::{ext4_image, FS_MIB};
 use terra_tests::initramfs::{self, Flavor};
 use terra_tests::partition::{base_layer, standard};
-use terra_tests::probe::parse_uptime;
+use terra_tests::probe::wait_handoff_clock;
 use terra_tests::tools::{tools, Tools};
 
-/// Boot-time benchmark: Terra's initramfs vs Debian's initramfs-tools vs the floor.
+/// Boot-time benchmark: Terra's initramfs vs tiny-initramfs, initramfs-tools and the floors.
 #[derive(Parser, Debug)]
 struct Args {
     /// Boots of each image per table.
@@ -31,7 +34,7 @@ struct Args {
     /// Only the -icount table (skip plain TCG).
     #[arg(long)]
     icount_only: bool,
-    /// Skip timing mkinitrd against mkinitramfs.
+    /// Skip timing mkinitrd against mkinitramfs and mktirfs.
     #[arg(long)]
     no_build_times: bool,
     /// Print every guest console line.
@@ -39,14 +42,29 @@ struct Args {
     verbose: bool,
 }
 
-/// The label of the plain ext4 root that initramfs-tools boots.
+/// The label of the plain ext4 root that initramfs-tools and tiny-initramfs boot.
 const PLAIN_LABEL: &str = "plainroot";
 /// Common to every boot: the console is the serial port, kernel messages
 /// quiet (printing them costs guest time under TCG, the same for every image).
 const COMMON_APPEND: &str = "quiet";
+/// What tiny-initramfs is asked to load (it has no dependency resolution of
+/// its own at boot; mktirfs adds what these need).
+const TINY_MODULES: &str = "virtio_pci,virtio_blk";
+
+/// What a row is, for the summary under the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Terra,
+    TerraLz4,
+    Tiny,
+    InitramfsTools,
+    ModuleFloor,
+    Floor,
+}
 
 struct Case {
     name: &'static str,
+    role: Role,
     initrd: PathBuf,
     append: String,
 }
@@ -65,7 +83,8 @@ fn run(args: Args) -> Result<()> {
     let kver = &tools.kernel.version;
 
     // The same two disks for every boot: Terra's partition, and a plain ext4
-    // root (busybox + the probe as /sbin/init) for initramfs-tools.
+    // root (busybox + the probe as /sbin/init) for initramfs-tools and
+    // tiny-initramfs.
     let terra_disk = dir.join("terra.img");
     ext4_image(
         &standard(&dir.join("terra-tree"), &tools.busybox)?,
@@ -78,6 +97,7 @@ fn run(args: Args) -> Result<()> {
     std::fs::write(plain_tree.join("etc/hostname"), "plain-root\n")?;
     let plain_disk = dir.join("plain.img");
     ext4_image(&plain_tree, PLAIN_LABEL, &plain_disk, FS_MIB)?;
+    let plain_uuid = fs_uuid(&plain_disk)?;
 
     let floor = dir.join("floor.cpio");
     std::fs::write(&floor, floor_initramfs()?)?;
@@ -88,26 +108,53 @@ fn run(args: Args) -> Result<()> {
             debian.display()
         );
     }
+    let (module_floor, modules) = initramfs::module_floor(tools, dir)?;
+    let tiny = dir.join("tiny-initramfs.img");
+    mktirfs(kver, &tiny).output_ok()?;
     let cases = [
         Case {
             name: "terra",
+            role: Role::Terra,
             initrd: initramfs::build(tools, dir, Flavor::Vm)?,
             append: COMMON_APPEND.to_string(),
         },
         Case {
+            name: "terra --compress lz4",
+            role: Role::TerraLz4,
+            initrd: initramfs::build(tools, dir, Flavor::VmLz4)?,
+            append: COMMON_APPEND.to_string(),
+        },
+        Case {
+            name: "tiny-initramfs",
+            role: Role::Tiny,
+            initrd: tiny,
+            append: format!("{COMMON_APPEND} root=UUID={plain_uuid} ro init=/sbin/init"),
+        },
+        Case {
             name: "initramfs-tools",
+            role: Role::InitramfsTools,
             initrd: debian,
             append: format!("{COMMON_APPEND} root=LABEL={PLAIN_LABEL} ro init=/sbin/init"),
         },
         Case {
+            name: "module floor",
+            role: Role::ModuleFloor,
+            initrd: module_floor,
+            append: COMMON_APPEND.to_string(),
+        },
+        Case {
             name: "floor",
+            role: Role::Floor,
             initrd: floor,
             append: COMMON_APPEND.to_string(),
         },
     ];
     println!("kernel {kver}; disks: vda terra ({FS_MIB} MiB ext4), vdb {PLAIN_LABEL} ({FS_MIB} MiB ext4); {} rounds", args.rounds);
+    println!("time = the clock (/proc/timer_list) at the handoff (Terra, tiny-initramfs, initramfs-tools: the probe as /sbin/init) or in /init (the floors)");
     println!(
-        "time = /proc/uptime printed by the handoff (Terra, initramfs-tools) or by /init (floor)\n"
+        "module floor = the floor's /init loading the {} modules Terra loads ({}), uncompressed\n",
+        modules.len(),
+        modules.join(", ")
     );
 
     let modes: &[(bool, &str)] = if args.icount_only {
@@ -129,16 +176,18 @@ fn run(args: Args) -> Result<()> {
         let mut timelines = Vec::new();
         for round in 0..args.rounds {
             for (i, case) in cases.iter().enumerate() {
-                let (t, timeline) = boot_once(
+                let boot = Boot {
                     tools,
-                    case,
-                    &[&terra_disk, &plain_disk],
+                    disks: &[&terra_disk, &plain_disk],
                     icount,
-                    args.verbose,
-                )
-                .with_context(|| format!("{} boot, round {}", case.name, round + 1))?;
+                    verbose: args.verbose,
+                    modules: &modules,
+                };
+                let (t, timeline) = boot
+                    .once(case)
+                    .with_context(|| format!("{} boot, round {}", case.name, round + 1))?;
                 eprintln!(
-                    "  {title:.20} round {} {:>16}: {t:.2} s",
+                    "  {title:.20} round {} {:>22}: {t:.3} s",
                     round + 1,
                     case.name
                 );
@@ -155,34 +204,107 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One boot; returns the uptime the handoff printed and, for Terra, the
-/// boot timeline (`/run/terra/boot.json`) the probe printed.
-fn boot_once(
-    tools: &Tools,
-    case: &Case,
-    disks: &[&Path],
+/// The UUID of the filesystem in an image (tiny-initramfs finds its root
+/// by UUID, not by label).
+fn fs_uuid(image: &Path) -> Result<String> {
+    let out = Command::new("blkid")
+        .args(["-p", "-o", "value", "-s", "UUID"])
+        .arg(image)
+        .output()
+        .context("running blkid (util-linux)")?;
+    let uuid = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    ensure!(
+        out.status.success() && !uuid.is_empty(),
+        "blkid found no filesystem UUID in {}",
+        image.display()
+    );
+    Ok(uuid)
+}
+
+/// tiny-initramfs's builder (Debian's tiny-initramfs-core) for the
+/// virtio disk modules, without the host's own module list.
+fn mktirfs(kver: &str, out: &Path) -> Command {
+    let mut c = Command::new("mktirfs");
+    c.arg("-o").arg(out).args([
+        "-m",
+        "no",
+        &format!("--include-modules={TINY_MODULES}"),
+        kver,
+    ]);
+    c
+}
+
+trait OutputOk {
+    /// Runs the command; an error if it cannot start or fails.
+    fn output_ok(&mut self) -> Result<()>;
+}
+
+impl OutputOk for Command {
+    fn output_ok(&mut self) -> Result<()> {
+        let res = self.output().with_context(|| {
+            format!(
+                "running {:?} (scripts/setup installs it)",
+                self.get_program()
+            )
+        })?;
+        if !res.status.success() {
+            bail!(
+                "{:?} failed ({}): {}{}",
+                self,
+                res.status,
+                String::from_utf8_lossy(&res.stdout),
+                String::from_utf8_lossy(&res.stderr)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What every boot of one table shares.
+struct Boot<'a> {
+    tools: &'a Tools,
+    disks: &'a [&'a Path],
     icount: bool,
     verbose: bool,
-) -> Result<(f64, Option<serde_json::Value>)> {
-    let mut cfg = VmConfig::new(&tools.kernel.image)
-        .initrd(&case.initrd)
-        .append(&case.append)
-        .icount(icount)
-        .echo(verbose);
-    for d in disks {
-        cfg = cfg.disk(*d);
+    /// The modules the module floor must have loaded.
+    modules: &'a [String],
+}
+
+impl Boot<'_> {
+    /// One boot; returns the clock at the handoff and, for Terra, the boot
+    /// timeline (`/run/terra/boot.json`) the probe printed.
+    fn once(&self, case: &Case) -> Result<(f64, Option<serde_json::Value>)> {
+        let mut cfg = VmConfig::new(&self.tools.kernel.image)
+            .initrd(&case.initrd)
+            .append(&case.append)
+            .icount(self.icount)
+            .echo(self.verbose);
+        for d in self.disks {
+            cfg = cfg.disk(*d);
+        }
+        let mut vm = Vm::start(&cfg)?;
+        let time = wait_handoff_clock(&mut vm, Duration::from_secs(180))?;
+        let timeline = if matches!(case.role, Role::Terra | Role::TerraLz4) {
+            let line = vm.wait_for("probe.bootjson=", Duration::from_secs(60))?;
+            serde_json::from_str(&line["probe.bootjson=".len()..]).ok()
+        } else {
+            None
+        };
+        vm.expect_poweroff(Duration::from_secs(120))?;
+        if case.role == Role::ModuleFloor {
+            // It printed /proc/modules: each module must be there, live.
+            let lines = vm.console.lines();
+            for m in self.modules {
+                ensure!(
+                    lines
+                        .iter()
+                        .any(|l| l.starts_with(&format!("{m} ")) && l.contains(" Live ")),
+                    "the module floor did not load {m}: {lines:#?}"
+                );
+            }
+        }
+        Ok((time, timeline))
     }
-    let mut vm = Vm::start(&cfg)?;
-    let line = vm.wait_for(UPTIME_PREFIX, Duration::from_secs(180))?;
-    let uptime = parse_uptime(&line[UPTIME_PREFIX.len()..])?;
-    let timeline = if case.name == "terra" {
-        let line = vm.wait_for("probe.bootjson=", Duration::from_secs(60))?;
-        serde_json::from_str(&line["probe.bootjson=".len()..]).ok()
-    } else {
-        None
-    };
-    vm.expect_poweroff(Duration::from_secs(120))?;
-    Ok((uptime, timeline))
 }
 
 /// Where Terra's time goes: the median of each step of stage 1's own
@@ -236,8 +358,16 @@ fn median(values: &[f64]) -> f64 {
 }
 
 fn print_table(title: &str, cases: &[Case], times: &[Vec<f64>]) -> Result<()> {
-    let floor = median(&times[cases.len() - 1]);
-    let own: Vec<f64> = times.iter().map(|t| median(t) - floor).collect();
+    let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
+    let of = |role: Role| {
+        cases
+            .iter()
+            .position(|c| c.role == role)
+            .map(|i| med[i])
+            .unwrap_or(f64::NAN)
+    };
+    let floor = of(Role::Floor);
+    let module_floor = of(Role::ModuleFloor);
     println!("## {title}\n");
     println!("| initramfs | size | median | min | max | own cost over the floor |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: |");
@@ -248,33 +378,49 @@ fn print_table(title: &str, cases: &[Case], times: &[Vec<f64>]) -> Result<()> {
             .iter()
             .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         println!(
-            "| {} | {} | {:.2} s | {:.2} s | {:.2} s | {:.2} s |",
+            "| {} | {} | {:.3} s | {:.3} s | {:.3} s | {:.1} ms |",
             case.name,
             human(size),
-            median(t),
+            med[i],
             min,
             max,
-            own[i]
+            1e3 * (med[i] - floor)
         );
     }
-    let (terra, tools) = (own[0], own[1]);
+    let ms = |t: f64| 1e3 * (t - floor);
+    let (terra, lz4, tiny, debian, modules) = (
+        ms(of(Role::Terra)),
+        ms(of(Role::TerraLz4)),
+        ms(of(Role::Tiny)),
+        ms(of(Role::InitramfsTools)),
+        ms(module_floor),
+    );
     println!();
     println!(
-        "Terra's own cost is {:.1}% of initramfs-tools' ({:.2} s vs {:.2} s; {:.1}x less)",
-        100.0 * terra / tools,
-        terra,
-        tools,
-        tools / terra
+        "- Terra's own cost is {:.1}% of initramfs-tools' ({terra:.1} ms vs {debian:.1} ms; {:.1}x less); with lz4 {lz4:.1} ms ({:.1}%)",
+        100.0 * terra / debian,
+        debian / terra,
+        100.0 * lz4 / debian
     );
     println!(
-        "Terra boots in {:.2}x the floor's time, initramfs-tools in {:.2}x\n",
-        median(&times[0]) / floor,
-        median(&times[1]) / floor
+        "- tiny-initramfs costs {tiny:.1} ms (no labels, no overlay, no timeline): Terra is {:.2}x it",
+        terra / tiny
+    );
+    println!(
+        "- The kernel alone, loading the modules (module floor), costs {modules:.1} ms: {:.1}% of initramfs-tools'. A tenth of initramfs-tools' ({:.1} ms) leaves {:.1} ms for everything else",
+        100.0 * modules / debian,
+        debian / 10.0,
+        debian / 10.0 - modules
+    );
+    println!(
+        "- Terra's work beyond the kernel's module loading: {:.1} ms (unpacking, finding, mounting, switching root, exec); with lz4 {:.1} ms\n",
+        terra - modules,
+        lz4 - modules
     );
     Ok(())
 }
 
-/// mkinitrd (vm and server module sets) against mkinitramfs, for the same kernel.
+/// mkinitrd (vm and server module sets) against mkinitramfs and mktirfs, for the same kernel.
 fn build_times(tools: &Tools, dir: &Path, rounds: usize) -> Result<()> {
     let kver = &tools.kernel.version;
     let mk = |set: &str, out: &Path| {
@@ -297,6 +443,11 @@ fn build_times(tools: &Tools, dir: &Path, rounds: usize) -> Result<()> {
             dir.join("server.img"),
         ),
         (
+            "mktirfs (tiny-initramfs, virtio)",
+            mktirfs(kver, &dir.join("tiny.img")),
+            dir.join("tiny.img"),
+        ),
+        (
             "mkinitramfs (initramfs-tools)",
             {
                 let mut c = Command::new("mkinitramfs");
@@ -313,10 +464,8 @@ fn build_times(tools: &Tools, dir: &Path, rounds: usize) -> Result<()> {
         let mut times = Vec::new();
         for _ in 0..rounds {
             let start = Instant::now();
-            let res = cmd.output().with_context(|| format!("running {name}"))?;
-            if !res.status.success() {
-                bail!("{name} failed: {}", String::from_utf8_lossy(&res.stderr));
-            }
+            cmd.output_ok()
+                .with_context(|| format!("building with {name}"))?;
             times.push(start.elapsed().as_secs_f64());
         }
         println!(

@@ -1,7 +1,7 @@
 //! `bench-kernel`: boot to the handoff with the Terra kernel against Debian's
 //! cloud kernel, each with its Terra initramfs (the cloud kernel's carries
 //! and loads virtio_pci, virtio_blk and overlay; the Terra kernel's has no
-//! modules), plus the floor (an `/init` that only prints the uptime) on each
+//! modules), plus the floor (an `/init` that only prints the clock) on each
 //! kernel, which is the kernel's own share. Same disk, interleaved rounds
 //! (A B C D A B C D …), TCG with `-icount shift=0` so the guest clock counts
 //! instructions and the numbers repeat whatever the host load; medians.
@@ -14,13 +14,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use terra_qemu::floor::{floor_initramfs, UPTIME_PREFIX};
+use terra_qemu::floor::floor_initramfs;
 use terra_qemu::{Vm, VmConfig};
 use terra_tests::disk::{ext4_image, FS_MIB};
 use terra_tests::initramfs::{self, Flavor};
 use terra_tests::kernel;
 use terra_tests::partition::standard;
-use terra_tests::probe::parse_uptime;
+use terra_tests::probe::wait_handoff_clock;
 use terra_tests::tools::tools;
 
 /// Boot-time benchmark: the Terra kernel vs Debian's cloud kernel.
@@ -99,7 +99,9 @@ fn run(args: Args) -> Result<()> {
         "{mode}; disk: vda terra ({FS_MIB} MiB ext4); append `{APPEND}`; {} rounds, interleaved",
         args.rounds
     );
-    println!("time = /proc/uptime printed by the handoff (probe) or by the floor's /init\n");
+    println!(
+        "time = the clock (/proc/timer_list) at the handoff (probe) or in the floor's /init\n"
+    );
 
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for round in 0..args.rounds {
@@ -146,7 +148,7 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// One boot; returns the uptime printed at the handoff.
+/// One boot; returns the clock at the handoff.
 fn boot_once(case: &Case, disk: &Path, icount: bool, verbose: bool) -> Result<f64> {
     let cfg = VmConfig::new(&case.kernel)
         .initrd(&case.initrd)
@@ -155,10 +157,9 @@ fn boot_once(case: &Case, disk: &Path, icount: bool, verbose: bool) -> Result<f6
         .icount(icount)
         .echo(verbose);
     let mut vm = Vm::start(&cfg)?;
-    let line = vm.wait_for(UPTIME_PREFIX, Duration::from_secs(180))?;
-    let uptime = parse_uptime(&line[UPTIME_PREFIX.len()..])?;
+    let time = wait_handoff_clock(&mut vm, Duration::from_secs(180))?;
     vm.expect_poweroff(Duration::from_secs(120))?;
-    Ok(uptime)
+    Ok(time)
 }
 
 fn median(values: &[f64]) -> f64 {
