@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use terra_qemu::floor::module_floor_init_elf;
 
+use crate::disk::run;
 use crate::tools::Tools;
 
 /// Which initramfs.
@@ -110,14 +111,9 @@ fn mkinitrd(tools: &Tools, init: &Path, output: &Path, extra: &[&std::ffi::OsStr
         .arg("--output")
         .arg(output)
         .args(extra);
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() || !output.is_file() {
-        bail!(
-            "{cmd:?} failed ({}): {}{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+    run(&mut cmd)?;
+    if !output.is_file() {
+        bail!("{cmd:?} succeeded but wrote no {}", output.display());
     }
     Ok(())
 }

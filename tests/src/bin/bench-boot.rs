@@ -19,7 +19,7 @@ use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use terra_qemu::floor::floor_initramfs;
 use terra_qemu::{Vm, VmConfig};
-use terra_tests::disk::{ext4_image, FS_MIB};
+use terra_tests::disk::{self, ext4_image, FS_MIB};
 use terra_tests::initramfs::{self, Flavor};
 use terra_tests::partition::{base_layer, standard};
 use terra_tests::probe::wait_handoff_clock;
@@ -110,7 +110,8 @@ fn run(args: Args) -> Result<()> {
     }
     let (module_floor, modules) = initramfs::module_floor(tools, dir)?;
     let tiny = dir.join("tiny-initramfs.img");
-    mktirfs(kver, &tiny).output_ok()?;
+    disk::run(&mut mktirfs(kver, &tiny))
+        .context("building tiny-initramfs (scripts/setup installs tiny-initramfs-core)")?;
     let cases = [
         Case {
             name: "terra",
@@ -232,32 +233,6 @@ fn mktirfs(kver: &str, out: &Path) -> Command {
         kver,
     ]);
     c
-}
-
-trait OutputOk {
-    /// Runs the command; an error if it cannot start or fails.
-    fn output_ok(&mut self) -> Result<()>;
-}
-
-impl OutputOk for Command {
-    fn output_ok(&mut self) -> Result<()> {
-        let res = self.output().with_context(|| {
-            format!(
-                "running {:?} (scripts/setup installs it)",
-                self.get_program()
-            )
-        })?;
-        if !res.status.success() {
-            bail!(
-                "{:?} failed ({}): {}{}",
-                self,
-                res.status,
-                String::from_utf8_lossy(&res.stdout),
-                String::from_utf8_lossy(&res.stderr)
-            );
-        }
-        Ok(())
-    }
 }
 
 /// What every boot of one table shares.
@@ -464,8 +439,7 @@ fn build_times(tools: &Tools, dir: &Path, rounds: usize) -> Result<()> {
         let mut times = Vec::new();
         for _ in 0..rounds {
             let start = Instant::now();
-            cmd.output_ok()
-                .with_context(|| format!("building with {name}"))?;
+            disk::run(&mut cmd).with_context(|| format!("building with {name}"))?;
             times.push(start.elapsed().as_secs_f64());
         }
         println!(
