@@ -1,7 +1,8 @@
 //! Terra's integration-test support: the tools the QEMU tests need
 //! ([`tools`]), test partitions made from plain directories ([`partition`]),
 //! disk images ([`disk`]), initramfs images ([`initramfs`]), the probe that
-//! the test versions hand off to ([`probe`]) and boot helpers ([`boot`]).
+//! the test versions hand off to ([`probe`]), boot helpers ([`boot`]) and
+//! what the benchmarks print ([`stats`]).
 
 pub mod boot;
 pub mod disk;
@@ -13,4 +14,5 @@ pub mod osimage;
 pub mod partition;
 pub mod probe;
 pub mod registry;
+pub mod stats;
 pub mod tools;

@@ -23,6 +23,7 @@ use terra_tests::disk::{self, ext4_image, FS_MIB};
 use terra_tests::initramfs::{self, Flavor};
 use terra_tests::partition::{base_layer, standard};
 use terra_tests::probe::wait_handoff_clock;
+use terra_tests::stats::{human, median};
 use terra_tests::tools::{tools, Tools};
 
 /// Boot-time benchmark: Terra's initramfs vs tiny-initramfs, initramfs-tools and the floors.
@@ -322,16 +323,6 @@ fn print_timeline(timelines: &[serde_json::Value]) {
     println!();
 }
 
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
 fn print_table(title: &str, cases: &[Case], times: &[Vec<f64>]) -> Result<()> {
     let med: Vec<f64> = times.iter().map(|t| median(t)).collect();
     let of = |role: Role| {
@@ -450,12 +441,4 @@ fn build_times(tools: &Tools, dir: &Path, rounds: usize) -> Result<()> {
     }
     println!();
     Ok(())
-}
-
-fn human(bytes: u64) -> String {
-    if bytes >= 1024 * 1024 {
-        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-    } else {
-        format!("{:.0} KiB", bytes as f64 / 1024.0)
-    }
 }

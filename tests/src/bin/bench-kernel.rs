@@ -21,6 +21,7 @@ use terra_tests::initramfs::{self, Flavor};
 use terra_tests::kernel;
 use terra_tests::partition::standard;
 use terra_tests::probe::wait_handoff_clock;
+use terra_tests::stats::{human, median};
 use terra_tests::tools::tools;
 
 /// Boot-time benchmark: the Terra kernel vs Debian's cloud kernel.
@@ -160,22 +161,4 @@ fn boot_once(case: &Case, disk: &Path, icount: bool, verbose: bool) -> Result<f6
     let time = wait_handoff_clock(&mut vm, Duration::from_secs(180))?;
     vm.expect_poweroff(Duration::from_secs(120))?;
     Ok(time)
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
-}
-
-fn human(bytes: u64) -> String {
-    if bytes >= 1024 * 1024 {
-        format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-    } else {
-        format!("{:.0} KiB", bytes as f64 / 1024.0)
-    }
 }
