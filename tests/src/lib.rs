@@ -8,6 +8,7 @@ pub mod boot;
 pub mod disk;
 pub mod grubdisk;
 pub mod initramfs;
+pub mod install_support;
 pub mod kernel;
 pub mod ocilayout;
 pub mod osimage;

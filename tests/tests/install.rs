@@ -8,7 +8,11 @@ use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use install_support::*;
-use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+use terra_tests::install_support::{
+    add_intact, assert_platforms_picked, blob_path, empty_partition, image_digest, top_layer_text,
+    unpack_leftovers,
+};
+use terra_tests::ocilayout::{Layer, Layout, Tar};
 
 fn snapshot(root: &std::path::Path, rel: &str) -> std::path::PathBuf {
     root.join(rel)
@@ -18,15 +22,12 @@ fn snapshot(root: &std::path::Path, rel: &str) -> std::path::PathBuf {
 fn installs_a_multi_layer_image_exactly_per_the_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let made = layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), mid_layer(), top_layer("v1")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let made = add_intact(
+        &mut layout,
+        "v1",
+        &[base_layer(), mid_layer(), top_layer("v1")],
+    );
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&[
         "--root",
@@ -55,7 +56,7 @@ fn installs_a_multi_layer_image_exactly_per_the_layout() {
     assert_eq!(rec.lowers, want);
     assert_eq!(rec.upper, "ov/snapshots/rw-v1/upper");
     assert!(root.join(&rec.upper).is_dir() && root.join(&rec.work).is_dir());
-    assert_eq!(rec.image.as_ref().unwrap().digest, made.manifest_digest);
+    assert_eq!(image_digest(&m, "v1"), made.manifest_digest);
     assert!(
         matches!(&rec.handoff, terra_layout::Handoff::Exec { path, .. } if path == "/sbin/init")
     );
@@ -63,20 +64,15 @@ fn installs_a_multi_layer_image_exactly_per_the_layout() {
 
     // Blobs are in the store, ingest is empty, tmp has no leftovers.
     for d in &made.layer_digests {
-        assert!(root.join("content/blobs/sha256").join(&d[7..]).is_file());
+        assert!(blob_path(&root, d).is_file());
     }
-    assert!(root
-        .join("content/blobs/sha256")
-        .join(&made.manifest_digest[7..])
-        .is_file());
+    assert!(blob_path(&root, &made.manifest_digest).is_file());
     assert_eq!(
         fs::read_dir(root.join("content/ingest")).unwrap().count(),
         0
     );
-    assert!(!fs::read_dir(root.join("tmp"))
-        .unwrap()
-        .flatten()
-        .any(|e| e.file_name().to_string_lossy().starts_with("unpack-")));
+    let leftovers = unpack_leftovers(&root);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // Each layer in its own snapshot.
     let base = snapshot(&root, &rec.lowers[2]);
@@ -150,13 +146,11 @@ fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
 fn a_second_version_shares_lower_layers_and_whiteouts_become_overlayfs_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let v1 = layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), mid_layer(), top_layer("v1")],
-            &Breakage::default(),
-        )
-        .unwrap();
+    let v1 = add_intact(
+        &mut layout,
+        "v1",
+        &[base_layer(), mid_layer(), top_layer("v1")],
+    );
     let mut wh = Tar::new();
     wh.dir("etc", 0o755)
         .whiteout("etc", "os-release")
@@ -164,15 +158,12 @@ fn a_second_version_shares_lower_layers_and_whiteouts_become_overlayfs_ones() {
         .opaque("var/cache")
         .file("var/cache/new", b"new", 0o644)
         .file("etc/hostname", b"v2\n", 0o644);
-    let v2 = layout
-        .add_image(
-            Some("v2"),
-            &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let v2 = add_intact(
+        &mut layout,
+        "v2",
+        &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
+    );
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("v1")]);
     let out = ok(&["--root", r, "install", &layout.reference("v2")]);
@@ -222,17 +213,11 @@ fn a_second_version_shares_lower_layers_and_whiteouts_become_overlayfs_ones() {
     assert!(root.join(&a.lowers[0]).exists(), "snapshots stay until gc");
     ok(&["--root", r, "gc"]);
     assert!(!root.join(&a.lowers[0]).exists(), "gc drops v1's own layer");
-    assert!(!root
-        .join("content/blobs/sha256")
-        .join(&v1.layer_digests[2][7..])
-        .exists());
+    assert!(!blob_path(&root, &v1.layer_digests[2]).exists());
     for l in &b.lowers {
         assert!(root.join(l).is_dir(), "gc keeps {l}");
     }
-    assert!(root
-        .join("content/blobs/sha256")
-        .join(&v2.layer_digests[0][7..])
-        .exists());
+    assert!(blob_path(&root, &v2.layer_digests[0]).exists());
 }
 
 #[test]
@@ -244,22 +229,9 @@ fn kernel_and_initrd_are_copied_and_the_menu_boots_each_version() {
         .file("boot/vmlinuz-6.1.0-9-cloud-amd64", b"old kernel", 0o644)
         .file("boot/vmlinuz-6.1.0-10-cloud-amd64", b"kernel", 0o644)
         .file("boot/initrd.img-6.1.0-10-cloud-amd64", b"initrd", 0o644);
-    layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), Layer::plain(k.finish())],
-            &Breakage::default(),
-        )
-        .unwrap();
-    layout
-        .add_image(
-            Some("v2"),
-            &[base_layer(), top_layer("v2")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    add_intact(&mut layout, "v1", &[base_layer(), Layer::plain(k.finish())]);
+    add_intact(&mut layout, "v2", &[base_layer(), top_layer("v2")]);
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("v1")]);
     ok(&[
@@ -305,8 +277,7 @@ fn a_two_platform_index_picks_linux_amd64_or_the_asked_platform() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
     let (amd, arm) = add_two_platform_index(&mut layout);
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("multi")]);
     ok(&[
@@ -320,19 +291,8 @@ fn a_two_platform_index_picks_linux_amd64_or_the_asked_platform() {
         "arm",
     ]);
     let m = meta(&root);
-    assert_eq!(
-        m.versions["multi"].image.as_ref().unwrap().digest,
-        amd.manifest_digest
-    );
-    assert_eq!(
-        m.versions["arm"].image.as_ref().unwrap().digest,
-        arm.manifest_digest
-    );
-    let top = root.join(&m.versions["arm"].lowers[0]);
-    assert_eq!(
-        fs::read_to_string(top.join("etc/hostname")).unwrap(),
-        "arm64\n"
-    );
+    assert_platforms_picked(&m, &amd, &arm);
+    assert_eq!(top_layer_text(&root, &m, "arm", "etc/hostname"), "arm64\n");
     let err = fails(&[
         "--root",
         r,
@@ -359,13 +319,11 @@ fn unpack_makes_a_flat_tree_with_whiteouts_applied() {
         .dir("var/cache", 0o755)
         .opaque("var/cache")
         .file("var/cache/new", b"new", 0o644);
-    layout
-        .add_image(
-            Some("v2"),
-            &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(
+        &mut layout,
+        "v2",
+        &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
+    );
     let dir = tmp.path().join("rootfs");
     ok(&["unpack", &layout.reference("v2"), dir.to_str().unwrap()]);
     assert_eq!(
@@ -398,15 +356,8 @@ fn a_layer_without_end_blocks_installs_as_go_writers_make_them() {
     t.file("etc/short", b"abc", 0o644);
     let mut tar = t.finish();
     tar.truncate(512 + 3);
-    layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), Layer::gzip(tar)],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    add_intact(&mut layout, "v1", &[base_layer(), Layer::gzip(tar)]);
+    let root = empty_partition(tmp.path());
     ok(&[
         "--root",
         root.to_str().unwrap(),
@@ -414,10 +365,7 @@ fn a_layer_without_end_blocks_installs_as_go_writers_make_them() {
         &layout.reference("v1"),
     ]);
     let m = meta(&root);
-    assert_eq!(
-        fs::read(root.join(&m.versions["v1"].lowers[0]).join("etc/short")).unwrap(),
-        b"abc"
-    );
+    assert_eq!(top_layer_text(&root, &m, "v1", "etc/short"), "abc");
 }
 
 #[test]
@@ -425,16 +373,13 @@ fn the_same_blob_twice_in_one_image_is_fetched_once_and_unpacked_per_position() 
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
     let empty = || Layer::gzip(Tar::new().finish());
-    let made = layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), empty(), mid_layer(), empty()],
-            &Breakage::default(),
-        )
-        .unwrap();
+    let made = add_intact(
+        &mut layout,
+        "v1",
+        &[base_layer(), empty(), mid_layer(), empty()],
+    );
     assert_eq!(made.layer_digests[1], made.layer_digests[3]);
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let root = empty_partition(tmp.path());
     ok(&[
         "--root",
         root.to_str().unwrap(),
@@ -454,22 +399,9 @@ fn the_same_blob_twice_in_one_image_is_fetched_once_and_unpacked_per_position() 
 fn another_image_under_a_taken_name_needs_force_and_remove_force_moves_the_default() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    layout
-        .add_image(
-            Some("a"),
-            &[base_layer(), top_layer("a")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let b = layout
-        .add_image(
-            Some("b"),
-            &[base_layer(), top_layer("b")],
-            &Breakage::default(),
-        )
-        .unwrap();
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    add_intact(&mut layout, "a", &[base_layer(), top_layer("a")]);
+    let b = add_intact(&mut layout, "b", &[base_layer(), top_layer("b")]);
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&[
         "--root",
@@ -501,10 +433,7 @@ fn another_image_under_a_taken_name_needs_force_and_remove_force_moves_the_defau
         "--force",
     ]);
     let m = meta(&root);
-    assert_eq!(
-        m.versions["os"].image.as_ref().unwrap().digest,
-        b.manifest_digest
-    );
+    assert_eq!(image_digest(&m, "os"), b.manifest_digest);
     assert!(
         !upper.join("changed-by-the-running-system").exists(),
         "--force resets the writable layer"
