@@ -14,8 +14,9 @@ use terra_layout::Metadata;
 
 use crate::ocilayout::{Breakage, Layer, Layout, Made};
 
-/// Adds image `tag` made of `layers` to `layout`, with nothing broken: the
-/// install tests' images are all well formed unless a test says otherwise.
+/// Adds image `tag` made of `layers` to `layout` with its blobs, manifest
+/// and config as made: no [`Breakage`], which only the tests of broken blobs
+/// ask for.
 pub fn add_intact(layout: &mut Layout, tag: &str, layers: &[Layer]) -> Made {
     layout
         .add_image(Some(tag), layers, &Breakage::default())
@@ -33,8 +34,14 @@ pub fn empty_partition(tmp: &Path) -> PathBuf {
 /// Where the content store of the partition at `root` keeps blob `digest`
 /// (`sha256:…`).
 pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let hex = digest.strip_prefix("sha256:").expect("a sha256 digest");
     root.join("content/blobs/sha256").join(hex)
+}
+
+/// The arguments of `terra --root ROOT install REFERENCE EXTRA...`: an
+/// install into a partition directory.
+pub fn install_args<'a>(root: &'a str, reference: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    [&["--root", root, "install", reference][..], extra].concat()
 }
 
 /// The manifest digest recorded for `version`.

@@ -9,8 +9,8 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 use install_support::*;
 use terra_tests::install_support::{
-    add_intact, assert_platforms_picked, blob_path, empty_partition, image_digest, top_layer_text,
-    unpack_leftovers,
+    add_intact, assert_platforms_picked, blob_path, empty_partition, image_digest, install_args,
+    top_layer_text, unpack_leftovers,
 };
 use terra_tests::ocilayout::{Layer, Layout, Tar};
 
@@ -29,14 +29,11 @@ fn installs_a_multi_layer_image_exactly_per_the_layout() {
     );
     let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
-    ok(&[
-        "--root",
+    ok(&install_args(
         r,
-        "install",
         &layout.reference("v1"),
-        "--init",
-        "/sbin/init",
-    ]);
+        &["--init", "/sbin/init"],
+    ));
 
     let m = meta(&root);
     assert_eq!(
@@ -234,14 +231,11 @@ fn kernel_and_initrd_are_copied_and_the_menu_boots_each_version() {
     let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("v1")]);
-    ok(&[
-        "--root",
+    ok(&install_args(
         r,
-        "install",
         &layout.reference("v2"),
-        "--name",
-        "second",
-    ]);
+        &["--name", "second"],
+    ));
     let m = meta(&root);
     let rec = &m.versions["v1"];
     assert_eq!(
@@ -280,29 +274,19 @@ fn a_two_platform_index_picks_linux_amd64_or_the_asked_platform() {
     let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("multi")]);
-    ok(&[
-        "--root",
+    ok(&install_args(
         r,
-        "install",
         &layout.reference("multi"),
-        "--platform",
-        "linux/arm64",
-        "--name",
-        "arm",
-    ]);
+        &["--platform", "linux/arm64", "--name", "arm"],
+    ));
     let m = meta(&root);
     assert_platforms_picked(&m, &amd, &arm);
     assert_eq!(top_layer_text(&root, &m, "arm", "etc/hostname"), "arm64\n");
-    let err = fails(&[
-        "--root",
+    let err = fails(&install_args(
         r,
-        "install",
         &layout.reference("multi"),
-        "--platform",
-        "linux/s390x",
-        "--name",
-        "x",
-    ]);
+        &["--platform", "linux/s390x", "--name", "x"],
+    ));
     assert!(
         err.contains("no image for linux/s390x") && err.contains("linux/arm64"),
         "{err}"
@@ -358,12 +342,11 @@ fn a_layer_without_end_blocks_installs_as_go_writers_make_them() {
     tar.truncate(512 + 3);
     add_intact(&mut layout, "v1", &[base_layer(), Layer::gzip(tar)]);
     let root = empty_partition(tmp.path());
-    ok(&[
-        "--root",
+    ok(&install_args(
         root.to_str().unwrap(),
-        "install",
         &layout.reference("v1"),
-    ]);
+        &[],
+    ));
     let m = meta(&root);
     assert_eq!(top_layer_text(&root, &m, "v1", "etc/short"), "abc");
 }
@@ -380,14 +363,11 @@ fn the_same_blob_twice_in_one_image_is_fetched_once_and_unpacked_per_position() 
     );
     assert_eq!(made.layer_digests[1], made.layer_digests[3]);
     let root = empty_partition(tmp.path());
-    ok(&[
-        "--root",
+    ok(&install_args(
         root.to_str().unwrap(),
-        "install",
         &layout.reference("v1"),
-        "-j",
-        "4",
-    ]);
+        &["-j", "4"],
+    ));
     let m = meta(&root);
     assert_eq!(m.versions["v1"].lowers.len(), 4);
     for l in &m.versions["v1"].lowers {
@@ -403,35 +383,17 @@ fn another_image_under_a_taken_name_needs_force_and_remove_force_moves_the_defau
     let b = add_intact(&mut layout, "b", &[base_layer(), top_layer("b")]);
     let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
-    ok(&[
-        "--root",
-        r,
-        "install",
-        &layout.reference("a"),
-        "--name",
-        "os",
-    ]);
+    ok(&install_args(r, &layout.reference("a"), &["--name", "os"]));
     let upper = root.join("ov/snapshots/rw-os/upper");
     fs::write(upper.join("changed-by-the-running-system"), "x").unwrap();
-    let err = fails(&[
-        "--root",
-        r,
-        "install",
-        &layout.reference("b"),
-        "--name",
-        "os",
-    ]);
+    let err = fails(&install_args(r, &layout.reference("b"), &["--name", "os"]));
     assert!(err.contains("--force"), "{err}");
     assert!(upper.join("changed-by-the-running-system").exists());
-    ok(&[
-        "--root",
+    ok(&install_args(
         r,
-        "install",
         &layout.reference("b"),
-        "--name",
-        "os",
-        "--force",
-    ]);
+        &["--name", "os", "--force"],
+    ));
     let m = meta(&root);
     assert_eq!(image_digest(&m, "os"), b.manifest_digest);
     assert!(

@@ -8,7 +8,11 @@ use std::fs;
 use std::process::Command;
 
 use install_support::*;
-use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+use terra_tests::install_support::{
+    add_intact, assert_platforms_picked, blob_path, empty_partition, image_digest, install_args,
+    top_layer_text,
+};
+use terra_tests::ocilayout::{Layer, Layout, Tar};
 use terra_tests::registry::Registry;
 
 fn fetch_lines(out: &str) -> usize {
@@ -22,27 +26,22 @@ fn installs_from_a_registry_and_v2_fetches_only_its_new_layer() {
     let reg = Registry::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let v1 = layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), mid_layer(), top_layer("v1")],
-            &Breakage::default(),
-        )
-        .unwrap();
+    let v1 = add_intact(
+        &mut layout,
+        "v1",
+        &[base_layer(), mid_layer(), top_layer("v1")],
+    );
     let mut t = Tar::new();
     t.dir("etc", 0o755).file("etc/hostname", b"v2\n", 0o644);
-    let v2 = layout
-        .add_image(
-            Some("v2"),
-            &[base_layer(), mid_layer(), Layer::zstd(t.finish())],
-            &Breakage::default(),
-        )
-        .unwrap();
+    let v2 = add_intact(
+        &mut layout,
+        "v2",
+        &[base_layer(), mid_layer(), Layer::zstd(t.finish())],
+    );
     let r1 = reg.push(&layout.dir, "v1", "terra/os").unwrap();
     let r2 = reg.push(&layout.dir, "v2", "terra/os").unwrap();
 
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     let out = ok(&["--root", r, "install", &r1]);
     assert_eq!(fetch_lines(&out), 3, "{out}");
@@ -50,19 +49,10 @@ fn installs_from_a_registry_and_v2_fetches_only_its_new_layer() {
     assert_eq!(fetch_lines(&out), 1, "only the new layer is fetched: {out}");
     assert!(out.contains("1 new of 3 layers"), "{out}");
     let m = meta(&root);
-    assert_eq!(
-        m.versions["v1"].image.as_ref().unwrap().digest,
-        v1.manifest_digest
-    );
-    assert_eq!(
-        m.versions["v2"].image.as_ref().unwrap().digest,
-        v2.manifest_digest
-    );
+    assert_eq!(image_digest(&m, "v1"), v1.manifest_digest);
+    assert_eq!(image_digest(&m, "v2"), v2.manifest_digest);
     assert_eq!(m.versions["v1"].image.as_ref().unwrap().reference, r1);
-    assert_eq!(
-        fs::read_to_string(root.join(&m.versions["v2"].lowers[0]).join("etc/hostname")).unwrap(),
-        "v2\n"
-    );
+    assert_eq!(top_layer_text(&root, &m, "v2", "etc/hostname"), "v2\n");
     // By digest, under another name: nothing new to fetch.
     let pinned = format!("{}/terra/os@{}", reg.addr, v1.manifest_digest);
     let out = ok(&["--root", r, "install", &pinned, "--name", "pinned"]);
@@ -78,13 +68,7 @@ fn docker_schema2_manifests_and_manifest_lists_install() {
     let reg = Registry::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), top_layer("docker")],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(&mut layout, "v1", &[base_layer(), top_layer("docker")]);
     let (amd, arm) = add_two_platform_index(&mut layout);
     // skopeo converts to Docker schema 2 on the way.
     let dest = format!("{}/terra/docker:v1", reg.addr);
@@ -103,44 +87,24 @@ fn docker_schema2_manifests_and_manifest_lists_install() {
     assert!(st.success());
     let multi = reg.push(&layout.dir, "multi", "terra/multi").unwrap();
 
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &dest]);
     let m = meta(&root);
-    let blob = root
-        .join("content/blobs/sha256")
-        .join(&m.versions["v1"].image.as_ref().unwrap().digest[7..]);
-    let manifest = fs::read_to_string(blob).unwrap();
+    let manifest = fs::read_to_string(blob_path(&root, image_digest(&m, "v1"))).unwrap();
     assert!(
         manifest.contains("application/vnd.docker.distribution.manifest.v2+json"),
         "{manifest}"
     );
-    assert_eq!(
-        fs::read_to_string(root.join(&m.versions["v1"].lowers[0]).join("etc/hostname")).unwrap(),
-        "docker\n"
-    );
+    assert_eq!(top_layer_text(&root, &m, "v1", "etc/hostname"), "docker\n");
 
     ok(&["--root", r, "install", &multi]);
-    ok(&[
-        "--root",
+    ok(&install_args(
         r,
-        "install",
         &multi,
-        "--platform",
-        "linux/arm64",
-        "--name",
-        "arm",
-    ]);
-    let m = meta(&root);
-    assert_eq!(
-        m.versions["multi"].image.as_ref().unwrap().digest,
-        amd.manifest_digest
-    );
-    assert_eq!(
-        m.versions["arm"].image.as_ref().unwrap().digest,
-        arm.manifest_digest
-    );
+        &["--platform", "linux/arm64", "--name", "arm"],
+    ));
+    assert_platforms_picked(&meta(&root), &amd, &arm);
 }
 
 #[test]
@@ -164,18 +128,11 @@ fn token_auth_with_docker_config_credentials() {
     let reg = Registry::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), top_layer("auth")],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(&mut layout, "v1", &[base_layer(), top_layer("auth")]);
     reg.push(&layout.dir, "v1", "terra/os").unwrap();
     let front = TokenFront::start(&reg).unwrap();
     let reference = format!("{}/terra/os:v1", front.addr);
-    let root = tmp.path().join("part");
-    fs::create_dir(&root).unwrap();
+    let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
 
     // Without credentials: the token server refuses, clearly.
@@ -207,10 +164,7 @@ fn token_auth_with_docker_config_credentials() {
     assert!(out.status.success(), "{text}");
     assert!(front.issued.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     let m = meta(&root);
-    assert_eq!(
-        fs::read_to_string(root.join(&m.versions["v1"].lowers[0]).join("etc/hostname")).unwrap(),
-        "auth\n"
-    );
+    assert_eq!(top_layer_text(&root, &m, "v1", "etc/hostname"), "auth\n");
 }
 
 fn base64_of(s: &str) -> String {
