@@ -8,14 +8,13 @@
 mod install_support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use anyhow::{ensure, Result};
 use install_support::*;
 use terra_tests::boot::{boot_probe, lines_with, tail, Scenario};
 use terra_tests::disk::{ext4_image, FS_MIB};
 use terra_tests::initramfs::Flavor;
+use terra_tests::install_support::{install_args, kill_at};
 use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
 use terra_tests::partition::{base_layer as probe_base, hostname_of};
 
@@ -57,25 +56,6 @@ fn host_tar(version: &str) -> Layer {
             0o644,
         );
     Layer::zstd(t.finish())
-}
-
-/// Runs terra with TERRA_CRASH_AT=point and kills it (-9) there.
-fn kill_at(point: &str, args: &[&str]) {
-    let mut child = Command::new(terra_bin())
-        .args(args)
-        .env("TERRA_CRASH_AT", point)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    for line in BufReader::new(stderr).lines() {
-        if line.unwrap().contains(&format!("crash point {point}")) {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            return;
-        }
-    }
-    panic!("terra exited before the {point} point: {:?}", child.wait());
 }
 
 /// 300 small files and 256 KiB that do not compress.
@@ -123,17 +103,9 @@ fn installed_versions_boot_and_a_killed_install_leaves_the_old_one_booting() -> 
     ok(&["--root", r, "install", &v1, "--init", "/sbin/init"]);
     for point in ["download", "unpack", "publish", "record"] {
         kill_at(
+            &terra_bin(),
             point,
-            &[
-                "--root",
-                r,
-                "install",
-                &v2,
-                "--init",
-                "/sbin/init",
-                "-j",
-                "1",
-            ],
+            &install_args(r, &v2, &["--init", "/sbin/init", "-j", "1"]),
         );
     }
     ensure!(!meta(&tree).versions.contains_key("v2"));

@@ -4,11 +4,12 @@
 mod install_support;
 
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
 use install_support::*;
-use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+use terra_tests::install_support::{
+    add_intact, empty_partition, names, top_layer_text, unpack_leftovers,
+};
+use terra_tests::ocilayout::{Layer, Layout, Tar};
 
 /// A layer big enough to be caught mid-download (incompressible) with
 /// enough entries to be caught mid-unpack.
@@ -36,59 +37,30 @@ fn big_layer(seed: u8) -> Layer {
 
 /// Runs terra with TERRA_CRASH_AT=point, waits for it to get there, kill -9.
 fn kill_at(point: &str, args: &[&str]) {
-    let mut child = Command::new(terra_bin())
-        .args(args)
-        .env("TERRA_CRASH_AT", point)
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut seen = Vec::new();
-    for line in BufReader::new(stderr).lines() {
-        let line = line.unwrap();
-        let hit = line.contains(&format!("crash point {point}"));
-        seen.push(line);
-        if hit {
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            return;
-        }
-    }
-    let st = child.wait().unwrap();
-    panic!("terra never reached {point} ({st}):\n{}", seen.join("\n"));
+    terra_tests::install_support::kill_at(&terra_bin(), point, args);
 }
 
 #[test]
 fn killed_at_each_point_the_old_version_stays_and_a_rerun_finishes() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    layout
-        .add_image(
-            Some("v1"),
-            &[base_layer(), top_layer("v1")],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(&mut layout, "v1", &[base_layer(), top_layer("v1")]);
     let mut t = Tar::new();
     t.dir("etc", 0o755).file("etc/hostname", b"v2\n", 0o644);
-    layout
-        .add_image(
-            Some("v2"),
-            &[
-                base_layer(),
-                big_layer(1),
-                big_layer(2),
-                Layer::gzip(t.finish()),
-            ],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(
+        &mut layout,
+        "v2",
+        &[
+            base_layer(),
+            big_layer(1),
+            big_layer(2),
+            Layer::gzip(t.finish()),
+        ],
+    );
     let reg = terra_tests::registry::Registry::start().unwrap();
     let v2 = reg.push(&layout.dir, "v2", "terra/os").unwrap();
 
-    let part = tmp.path().join("part");
-    fs::create_dir(&part).unwrap();
+    let part = empty_partition(tmp.path());
     let r = part.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("v1")]);
     let before = fs::read(part.join("ov/metadata.db")).unwrap();
@@ -129,27 +101,20 @@ fn killed_at_each_point_the_old_version_stays_and_a_rerun_finishes() {
     assert!(out.contains("installed version v2"), "{out}");
     let m = meta(&part);
     assert!(m.versions.contains_key("v1") && m.versions.contains_key("v2"));
-    assert_eq!(
-        fs::read_to_string(part.join(&m.versions["v2"].lowers[0]).join("etc/hostname")).unwrap(),
-        "v2\n"
-    );
+    assert_eq!(top_layer_text(&part, &m, "v2", "etc/hostname"), "v2\n");
     assert!(names(&part.join("content/ingest")).is_empty());
-    assert!(!names(&part.join("tmp"))
-        .iter()
-        .any(|n| n.starts_with("unpack-")));
+    let leftovers = unpack_leftovers(&part);
+    assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
 #[test]
 fn an_interrupted_download_resumes_where_it_stopped() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    layout
-        .add_image(Some("v1"), &[big_layer(3)], &Breakage::default())
-        .unwrap();
+    add_intact(&mut layout, "v1", &[big_layer(3)]);
     let reg = terra_tests::registry::Registry::start().unwrap();
     let v1 = reg.push(&layout.dir, "v1", "terra/os").unwrap();
-    let part = tmp.path().join("part");
-    fs::create_dir(&part).unwrap();
+    let part = empty_partition(tmp.path());
     let r = part.to_str().unwrap();
     kill_at("download", &["--root", r, "install", &v1]);
     let partial: u64 = fs::read_dir(part.join("content/ingest"))
@@ -161,14 +126,4 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     let out = ok(&["--root", r, "-v", "install", &v1]);
     assert!(out.contains("resuming"), "{out}");
     assert!(meta(&part).versions.contains_key("v1"));
-}
-
-fn names(dir: &std::path::Path) -> Vec<String> {
-    fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }

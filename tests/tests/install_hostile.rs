@@ -8,6 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use install_support::*;
+use terra_tests::install_support::{
+    add_intact, empty_partition, install_args, names, unpack_leftovers,
+};
 use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
 
 /// A partition with v1 installed, and a scratch dir outside it.
@@ -21,14 +24,8 @@ impl Setup {
     fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-        layout
-            .add_image(
-                Some("v1"),
-                &[base_layer(), top_layer("v1")],
-                &Breakage::default(),
-            )
-            .unwrap();
-        fs::create_dir(tmp.path().join("part")).unwrap();
+        add_intact(&mut layout, "v1", &[base_layer(), top_layer("v1")]);
+        empty_partition(tmp.path());
         fs::create_dir(tmp.path().join("outside")).unwrap();
         let s = Self {
             tmp,
@@ -55,12 +52,11 @@ impl Setup {
     fn refuse(&mut self, layers: &[Layer], br: &Breakage, want: &str) {
         let made = self.layout.add_image(Some("bad"), layers, br).unwrap();
         let snaps_before = names(&self.part().join("ov/snapshots"));
-        let err = fails(&[
-            "--root",
+        let err = fails(&install_args(
             self.root(),
-            "install",
             &self.layout.reference("bad"),
-        ]);
+            &[],
+        ));
         assert!(err.contains(want), "expected {want:?} in:\n{err}");
         assert_eq!(
             fs::read(self.part().join("ov/metadata.db")).unwrap(),
@@ -72,12 +68,8 @@ impl Setup {
             snaps_before,
             "no new snapshot"
         );
-        assert!(
-            !names(&self.part().join("tmp"))
-                .iter()
-                .any(|n| n.starts_with("unpack-")),
-            "no unpack leftovers"
-        );
+        let leftovers = unpack_leftovers(&self.part());
+        assert!(leftovers.is_empty(), "no unpack leftovers: {leftovers:?}");
         assert!(names(&self.outside()).is_empty(), "nothing written outside");
         for p in [
             "escaped",
@@ -96,18 +88,6 @@ impl Setup {
         }
         let _ = made;
     }
-}
-
-fn names(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
 }
 
 fn bad_layer(f: impl FnOnce(&mut Tar)) -> Layer {
@@ -171,15 +151,13 @@ fn whiteouts_naming_dot_or_dot_dot_are_refused() {
     }
     // And in a flat unpack, where whiteouts delete.
     let mut layout = Layout::create(&s.tmp.path().join("img3")).unwrap();
-    layout
-        .add_image(
-            Some("x"),
-            &[bad_layer(|t| {
-                t.file("etc/.wh...", b"", 0o644);
-            })],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(
+        &mut layout,
+        "x",
+        &[bad_layer(|t| {
+            t.file("etc/.wh...", b"", 0o644);
+        })],
+    );
     let dir = s.tmp.path().join("flat");
     let err = fails(&["unpack", &layout.reference("x"), dir.to_str().unwrap()]);
     assert!(err.contains("refused: the whiteout"), "{err}");
@@ -334,15 +312,13 @@ fn hostile_layers_cannot_escape_a_flat_unpack_either() {
     let s = Setup::new();
     let mut layout = Layout::create(&s.tmp.path().join("img2")).unwrap();
     let outside = s.outside().to_str().unwrap().to_string();
-    layout
-        .add_image(
-            Some("x"),
-            &[bad_layer(|t| {
-                t.symlink("out", &outside).file("out/escaped", b"x", 0o644);
-            })],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(
+        &mut layout,
+        "x",
+        &[bad_layer(|t| {
+            t.symlink("out", &outside).file("out/escaped", b"x", 0o644);
+        })],
+    );
     let dir = s.tmp.path().join("flat");
     let err = fails(&["unpack", &layout.reference("x"), dir.to_str().unwrap()]);
     assert!(err.contains("symlink"), "{err}");
@@ -417,13 +393,7 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_recorded() {
     }
     let mut t = Tar::new();
     t.file("big", &noise, 0o644);
-    layout
-        .add_image(
-            Some("big"),
-            &[Layer::plain(t.finish())],
-            &Breakage::default(),
-        )
-        .unwrap();
+    add_intact(&mut layout, "big", &[Layer::plain(t.finish())]);
     let err = fails(&["--device", dev, "install", &layout.reference("big")]);
     assert!(err.contains("No space left on device"), "{err}");
     let list = ok(&["--device", dev, "list", "--json"]);
