@@ -2,16 +2,10 @@
 //! the layout of the partition, the records, sharing, whiteouts, metadata,
 //! the boot menu and the other verbs. Runs as root (mknod, xattrs).
 
-mod install_support;
-
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
-use install_support::*;
-use terra_tests::install_support::{
-    add_intact, assert_platforms_picked, blob_path, empty_partition, image_digest, install_args,
-    top_layer_text, unpack_leftovers,
-};
+use terra_tests::install_support::*;
 use terra_tests::ocilayout::{Layer, Layout, Tar};
 
 fn snapshot(root: &std::path::Path, rel: &str) -> std::path::PathBuf {

@@ -5,16 +5,13 @@
 //! record leaves the earlier version booting, and the rerun finishes. Needs
 //! `scripts/build` first.
 
-mod install_support;
-
 use std::fs;
 
 use anyhow::{ensure, Result};
-use install_support::*;
 use terra_tests::boot::{boot_probe, lines_with, tail, Scenario};
 use terra_tests::disk::{ext4_image, FS_MIB};
 use terra_tests::initramfs::Flavor;
-use terra_tests::install_support::{install_args, kill_at};
+use terra_tests::install_support::*;
 use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
 use terra_tests::partition::{base_layer as probe_base, hostname_of};
 

@@ -1,14 +1,9 @@
 //! Crash safety: `kill -9` during download, during unpack and right before
 //! the record; the earlier version is intact and the same command finishes.
 
-mod install_support;
-
 use std::fs;
 
-use install_support::*;
-use terra_tests::install_support::{
-    add_intact, empty_partition, names, top_layer_text, unpack_leftovers,
-};
+use terra_tests::install_support::*;
 use terra_tests::ocilayout::{Layer, Layout, Tar};
 
 /// A layer big enough to be caught mid-download (incompressible) with

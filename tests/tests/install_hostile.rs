@@ -1,16 +1,11 @@
 //! Hostile and broken images: each refused with a clear error, nothing
 //! written outside the snapshot, nothing recorded, earlier versions intact.
 
-mod install_support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use install_support::*;
-use terra_tests::install_support::{
-    add_intact, empty_partition, install_args, names, unpack_leftovers,
-};
+use terra_tests::install_support::*;
 use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
 
 /// A partition with v1 installed, and a scratch dir outside it.

@@ -2,16 +2,10 @@
 //! 127.0.0.1, images pushed with skopeo (OCI and Docker schema 2, an index,
 //! a zstd layer), incremental installs that fetch only new layers.
 
-mod install_support;
-
 use std::fs;
 use std::process::Command;
 
-use install_support::*;
-use terra_tests::install_support::{
-    add_intact, assert_platforms_picked, blob_path, empty_partition, image_digest, install_args,
-    top_layer_text,
-};
+use terra_tests::install_support::*;
 use terra_tests::ocilayout::{Layer, Layout, Tar};
 use terra_tests::registry::Registry;
 
