@@ -25,6 +25,38 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
+impl ParseError {
+    /// The error for 1-based line `line` of index file `file`.
+    fn at(file: &'static str, line: usize, message: impl Into<String>) -> Self {
+        Self {
+            file,
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+/// The lines of an index file that carry something, trimmed and with their
+/// 1-based numbers (for errors): blank lines and `#` comments are skipped.
+fn content_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.trim()))
+        .filter(|(_, line)| !line.is_empty() && !line.starts_with('#'))
+}
+
+/// The lines that start with the word `command` (`softdep`, `alias`), with
+/// their numbers and the words after the command; other commands are skipped.
+fn command_lines<'a>(
+    text: &'a str,
+    command: &'a str,
+) -> impl Iterator<Item = (usize, &'a str, std::str::SplitWhitespace<'a>)> {
+    content_lines(text).filter_map(move |(n, line)| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some(command)).then_some((n, line, words))
+    })
+}
+
 /// The canonical form of a module name: kmod treats `-` and `_` as the same
 /// character in module names (`usb-storage` is `usb_storage`).
 pub fn normalize(name: &str) -> String {
@@ -64,25 +96,17 @@ impl DepEntry {
 /// Parses `modules.dep`. Blank lines and `#` comments are skipped.
 pub fn parse_modules_dep(text: &str) -> Result<Vec<DepEntry>, ParseError> {
     let mut entries = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
+    for (n, line) in content_lines(text) {
         let Some((path, deps)) = line.split_once(':') else {
-            return Err(ParseError {
-                file: "modules.dep",
-                line: i + 1,
-                message: format!("expected `PATH: DEPS`, got {line:?}"),
-            });
+            return Err(ParseError::at(
+                "modules.dep",
+                n,
+                format!("expected `PATH: DEPS`, got {line:?}"),
+            ));
         };
         let path = path.trim();
         if path.is_empty() {
-            return Err(ParseError {
-                file: "modules.dep",
-                line: i + 1,
-                message: "empty module path".into(),
-            });
+            return Err(ParseError::at("modules.dep", n, "empty module path"));
         }
         entries.push(DepEntry {
             path: path.to_string(),
@@ -111,21 +135,13 @@ pub struct SoftDep {
 /// softdeps. Lines for the same module are merged by the caller.
 pub fn parse_modules_softdep(text: &str) -> Result<Vec<SoftDep>, ParseError> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        if words.next() != Some("softdep") {
-            continue;
-        }
+    for (n, _, mut words) in command_lines(text, "softdep") {
         let Some(module) = words.next() else {
-            return Err(ParseError {
-                file: "modules.softdep",
-                line: i + 1,
-                message: "softdep without a module name".into(),
-            });
+            return Err(ParseError::at(
+                "modules.softdep",
+                n,
+                "softdep without a module name",
+            ));
         };
         let mut dep = SoftDep {
             module: normalize(module),
@@ -177,26 +193,18 @@ impl Alias {
 /// Parses `modules.alias`. Lines other than `alias` lines are ignored.
 pub fn parse_modules_alias(text: &str) -> Result<Vec<Alias>, ParseError> {
     let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let mut words = line.split_whitespace();
-        if words.next() != Some("alias") {
-            continue;
-        }
+    for (n, line, mut words) in command_lines(text, "alias") {
         match (words.next(), words.next()) {
             (Some(pattern), Some(module)) => out.push(Alias {
                 pattern: pattern.to_string(),
                 module: normalize(module),
             }),
             _ => {
-                return Err(ParseError {
-                    file: "modules.alias",
-                    line: i + 1,
-                    message: format!("expected `alias PATTERN MODULE`, got {line:?}"),
-                })
+                return Err(ParseError::at(
+                    "modules.alias",
+                    n,
+                    format!("expected `alias PATTERN MODULE`, got {line:?}"),
+                ))
             }
         }
     }
@@ -206,10 +214,8 @@ pub fn parse_modules_alias(text: &str) -> Result<Vec<Alias>, ParseError> {
 /// Parses `modules.builtin`: one path per line of a module compiled into the
 /// kernel (`kernel/fs/ext4/ext4.ko`). Returns canonical module names.
 pub fn parse_modules_builtin(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(module_name)
+    content_lines(text)
+        .map(|(_, path)| module_name(path))
         .collect()
 }
 
