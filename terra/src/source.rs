@@ -7,7 +7,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use oci_spec::image::ImageIndex;
+use oci_spec::image::{Descriptor, ImageIndex};
 
 use crate::digest::hex_of;
 use crate::reference::LayoutRef;
@@ -64,27 +64,17 @@ impl Source for Layout {
         let path = self.dir.join("index.json");
         let index =
             ImageIndex::from_file(&path).with_context(|| format!("reading {}", path.display()))?;
-        let names = |d: &oci_spec::image::Descriptor| {
-            d.annotations()
-                .as_ref()
-                .and_then(|a| a.get(REF_NAME).cloned())
-        };
         let chosen = match &self.tag {
             Some(tag) => index
                 .manifests()
                 .iter()
-                .find(|d| names(d).as_deref() == Some(tag.as_str())),
+                .find(|d| ref_name(d).as_deref() == Some(tag.as_str())),
             None if index.manifests().len() == 1 => index.manifests().first(),
             None => bail!(
                 "{} holds {} images; name one with oci:PATH:TAG (tags: {})",
                 self.dir.display(),
                 index.manifests().len(),
-                index
-                    .manifests()
-                    .iter()
-                    .filter_map(names)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                tags(&index)
             ),
         };
         let Some(desc) = chosen else {
@@ -92,12 +82,7 @@ impl Source for Layout {
                 "{} has no image tagged {:?} (tags: {})",
                 self.dir.display(),
                 self.tag.as_deref().unwrap_or(""),
-                index
-                    .manifests()
-                    .iter()
-                    .filter_map(names)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                tags(&index)
             );
         };
         let digest = desc.digest().to_string();
@@ -124,6 +109,23 @@ impl Source for Layout {
         f.seek(SeekFrom::Start(offset))?;
         Ok((Box::new(f), offset))
     }
+}
+
+/// The tag of an image in a layout: its `org.opencontainers.image.ref.name`.
+fn ref_name(desc: &Descriptor) -> Option<String> {
+    desc.annotations()
+        .as_ref()
+        .and_then(|a| a.get(REF_NAME).cloned())
+}
+
+/// The tags in a layout's index, for an error that asks the user to pick one.
+fn tags(index: &ImageIndex) -> String {
+    index
+        .manifests()
+        .iter()
+        .filter_map(ref_name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads a small file, refusing one larger than `max` bytes.
