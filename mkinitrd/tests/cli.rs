@@ -11,20 +11,36 @@ use common::{fake_init, fake_modules, mkinitrd, run, sha256};
 use mkinitrd::archive::read_newc;
 use mkinitrd::list;
 
+/// mkinitrd on the given modules directory and init, without the default
+/// module set (so only the modules `args` ask for), then `args`.
+fn mkinitrd_from(modules: &Path, init: &Path, args: &[&str]) -> Command {
+    let mut c = mkinitrd();
+    c.args(["--module-set", "none", "--modules-dir"])
+        .arg(modules)
+        .arg("--init")
+        .arg(init)
+        .args(args);
+    c
+}
+
+/// Runs a mkinitrd that must fail; returns its stderr.
+fn fails(cmd: &mut Command) -> String {
+    let (ok, _, err) = run(cmd);
+    assert!(!ok, "{cmd:?} should have failed");
+    err
+}
+
 /// Builds from the made-up modules; returns the output path.
 fn build(dir: &Path, out: &str, extra: &[&str]) -> std::path::PathBuf {
     let modules = fake_modules(dir);
     let init = fake_init(dir);
     let out = dir.join(out);
-    let (ok, _, err) = run(mkinitrd()
-        .args(["-k", "9.9.9-test", "--module-set", "none", "-m", "blk"])
-        .arg("--modules-dir")
-        .arg(&modules)
-        .arg("--init")
-        .arg(&init)
-        .arg("-o")
-        .arg(&out)
-        .args(extra));
+    let (ok, _, err) = run(
+        mkinitrd_from(&modules, &init, &["-k", "9.9.9-test", "-m", "blk"])
+            .arg("-o")
+            .arg(&out)
+            .args(extra),
+    );
     assert!(ok, "mkinitrd failed: {err}");
     out
 }
@@ -193,22 +209,9 @@ fn same_inputs_same_bytes() {
         let modules = fake_modules(dir.path());
         let init = fake_init(dir.path());
         let out = dir.path().join(name);
-        let (ok, _, err) = run(mkinitrd()
+        let args = ["-k", "9.9.9-test", "-m", "blk", "--compress", "none"];
+        let (ok, _, err) = run(mkinitrd_from(&modules, &init, &args)
             .env("SOURCE_DATE_EPOCH", "1700000000")
-            .args([
-                "-k",
-                "9.9.9-test",
-                "--module-set",
-                "none",
-                "-m",
-                "blk",
-                "--compress",
-                "none",
-            ])
-            .arg("--modules-dir")
-            .arg(&modules)
-            .arg("--init")
-            .arg(&init)
             .arg("-o")
             .arg(&out));
         assert!(ok, "{err}");
@@ -258,22 +261,15 @@ fn a_failed_build_keeps_the_previous_image() {
     let listing_before = entries();
 
     // A build error (unknown module): the output is not touched.
-    let (ok, _, err) = run(mkinitrd()
-        .args([
-            "-k",
-            "9.9.9-test",
-            "--module-set",
-            "none",
-            "-m",
-            "no_such_module",
-        ])
-        .arg("--modules-dir")
-        .arg(dir.path().join("modules/9.9.9-test"))
-        .arg("--init")
-        .arg(dir.path().join("init"))
+    let err = fails(
+        mkinitrd_from(
+            &dir.path().join("modules/9.9.9-test"),
+            &dir.path().join("init"),
+            &["-k", "9.9.9-test", "-m", "no_such_module"],
+        )
         .arg("-o")
-        .arg(&out));
-    assert!(!ok);
+        .arg(&out),
+    );
     assert!(err.contains("unknown module \"no_such_module\""), "{err}");
     assert_eq!(sha256(&out), before);
     assert_eq!(entries(), listing_before, "no temporary file left behind");
@@ -283,13 +279,14 @@ fn a_failed_build_keeps_the_previous_image() {
     let blocker = dir.path().join("blocker");
     fs::create_dir(&blocker).unwrap();
     fs::write(blocker.join("keep"), b"x").unwrap();
-    let (ok, _, err) = run(mkinitrd()
-        .args(["-k", "9.9.9-test", "--module-set", "none"])
-        .arg("--init")
-        .arg(dir.path().join("init"))
-        .arg("-o")
-        .arg(&blocker));
-    assert!(!ok);
+    let err = fails(
+        mkinitrd()
+            .args(["-k", "9.9.9-test", "--module-set", "none"])
+            .arg("--init")
+            .arg(dir.path().join("init"))
+            .arg("-o")
+            .arg(&blocker),
+    );
     assert!(err.contains("writing"), "{err}");
     assert_eq!(fs::read(blocker.join("keep")).unwrap(), b"x");
     let mut expected = listing_before.clone();
@@ -307,21 +304,23 @@ fn errors_say_what_was_looked_for() {
     let dir = tempfile::tempdir().unwrap();
     let modules = fake_modules(dir.path());
     let init = fake_init(dir.path());
+    // Each runs in `dir`, so that an image written by mistake would show
+    // (checked at the end).
+    let in_dir = |mut c: Command| {
+        c.current_dir(dir.path());
+        c
+    };
+    // Without modules to find, the modules directory is left to the default.
     let base = |args: &[&str]| {
         let mut c = mkinitrd();
-        c.current_dir(dir.path())
-            .args(["--module-set", "none"])
-            .args(args);
-        c
+        c.args(["--module-set", "none"]).args(args);
+        in_dir(c)
     };
 
     // Missing kernel version: names the directory and what exists.
-    let (ok, _, err) = run(base(&["-k", "0.0.0-nope", "-m", "blk"])
-        .arg("--modules-dir")
-        .arg(modules.parent().unwrap().join("0.0.0-nope"))
-        .arg("--init")
-        .arg(&init));
-    assert!(!ok);
+    let nope = modules.parent().unwrap().join("0.0.0-nope");
+    let args = ["-k", "0.0.0-nope", "-m", "blk"];
+    let err = fails(&mut in_dir(mkinitrd_from(&nope, &init, &args)));
     assert!(
         err.contains("no modules for kernel version \"0.0.0-nope\""),
         "{err}"
@@ -329,12 +328,8 @@ fn errors_say_what_was_looked_for() {
     assert!(err.contains("has: 9.9.9-test"), "{err}");
 
     // Unknown module: what was looked for, and a close match.
-    let (ok, _, err) = run(base(&["-k", "9.9.9-test", "-m", "blq"])
-        .arg("--modules-dir")
-        .arg(&modules)
-        .arg("--init")
-        .arg(&init));
-    assert!(!ok);
+    let args = ["-k", "9.9.9-test", "-m", "blq"];
+    let err = fails(&mut in_dir(mkinitrd_from(&modules, &init, &args)));
     assert!(
         err.contains("looked for \"blq\" in modules.dep (3 modules)"),
         "{err}"
@@ -342,38 +337,31 @@ fn errors_say_what_was_looked_for() {
     assert!(err.contains("did you mean blk?"), "{err}");
 
     // Missing --file source.
-    let (ok, _, err) = run(
+    let err = fails(
         base(&["-k", "9.9.9-test", "--file", "/no/such/file:/etc/x"])
             .arg("--init")
             .arg(&init),
     );
-    assert!(!ok);
     assert!(err.contains("/no/such/file is missing"), "{err}");
 
     // Missing init.
-    let (ok, _, err) = run(&mut base(&["-k", "9.9.9-test", "--init", "/no/such/init"]));
-    assert!(!ok);
+    let err = fails(&mut base(&["-k", "9.9.9-test", "--init", "/no/such/init"]));
     assert!(err.contains("the init /no/such/init"), "{err}");
 
     // A dynamically linked init cannot run in the initramfs.
-    let (ok, _, err) = run(&mut base(&["-k", "9.9.9-test", "--init", "/bin/ls"]));
-    assert!(!ok);
+    let err = fails(&mut base(&["-k", "9.9.9-test", "--init", "/bin/ls"]));
     assert!(err.contains("dynamically linked"), "{err}");
 
     // Options for a module that is not in the image.
-    let (ok, _, err) = run(base(&[
+    let args = [
         "-k",
         "9.9.9-test",
         "-m",
         "blk",
         "--module-options",
         "helpr x=1",
-    ])
-    .arg("--modules-dir")
-    .arg(&modules)
-    .arg("--init")
-    .arg(&init));
-    assert!(!ok);
+    ];
+    let err = fails(&mut in_dir(mkinitrd_from(&modules, &init, &args)));
     assert!(
         err.contains("--module-options for helpr, which is not in the initramfs"),
         "{err}"
@@ -400,20 +388,14 @@ fn list_and_explain() {
     assert!(text.contains("ring: needed by blk (requested)"), "{text}");
 
     let modules = fake_modules(dir.path());
-    let (ok, text, err) = run(mkinitrd()
-        .args([
-            "-k",
-            "9.9.9-test",
-            "--module-set",
-            "none",
-            "-m",
-            "virtio:d00000002v00001AF4,ext4",
-            "--explain",
-        ])
-        .arg("--modules-dir")
-        .arg(&modules)
-        .arg("--init")
-        .arg(dir.path().join("init"))
+    let args = [
+        "-k",
+        "9.9.9-test",
+        "-m",
+        "virtio:d00000002v00001AF4,ext4",
+        "--explain",
+    ];
+    let (ok, text, err) = run(mkinitrd_from(&modules, &dir.path().join("init"), &args)
         .arg("-o")
         .arg(dir.path().join("e.img")));
     assert!(ok, "{err}");
