@@ -74,6 +74,26 @@ pub fn debugfs(image: &Path, request: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The label of the filesystem at byte `offset` of `image`, as `blkid -p`
+/// reads it there: how the tests check that a partition landed where the
+/// partition table says.
+pub fn label_at(image: &Path, offset: u64) -> Result<String> {
+    let out = Command::new("blkid")
+        .args([
+            "-p",
+            "-O",
+            &offset.to_string(),
+            "-s",
+            "LABEL",
+            "-o",
+            "value",
+        ])
+        .arg(image)
+        .output()
+        .context("running blkid (util-linux)")?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 /// Runs `cmd`; a failure carries its output.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
@@ -152,20 +172,7 @@ mod tests {
         let dump = String::from_utf8_lossy(&dump.stdout);
         let parts: Vec<&str> = dump.lines().filter(|l| l.contains("start=")).collect();
         assert_eq!(parts.len(), 2, "{dump}");
-        // The second partition's filesystem: blkid reads the label at the offset.
-        let out = Command::new("blkid")
-            .args([
-                "-p",
-                "-O",
-                &(9 * MIB).to_string(),
-                "-s",
-                "LABEL",
-                "-o",
-                "value",
-            ])
-            .arg(&image)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "terra");
+        // The second partition's filesystem, at 9 MiB.
+        assert_eq!(label_at(&image, 9 * MIB).unwrap(), "terra");
     }
 }

@@ -302,6 +302,7 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::label_at;
 
     /// The disk's layout without booting it: MBR code and signature,
     /// one bootable partition at 1 MiB with the label, core.img at sector 1.
@@ -325,20 +326,7 @@ mod tests {
         // core.img starts with diskboot.img (its block list at the end differs).
         assert_eq!(disk[512..512 + 0x100], diskboot[..0x100]);
         assert!(tree.join("boot/grub/i386-pc/normal.mod").is_file());
-        let out = Command::new("blkid")
-            .args([
-                "-p",
-                "-O",
-                &PART_START.to_string(),
-                "-s",
-                "LABEL",
-                "-o",
-                "value",
-            ])
-            .arg(&image)
-            .output()
-            .unwrap();
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "terra");
+        assert_eq!(label_at(&image, PART_START).unwrap(), "terra");
     }
 
     #[test]
