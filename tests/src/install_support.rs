@@ -22,6 +22,18 @@ pub fn add_intact(layout: &mut Layout, tag: &str, layers: &[Layer]) -> Made {
         .unwrap()
 }
 
+/// Adds image `v1`: the base and mid layers under a top layer whose
+/// hostname is `v1`.
+pub fn add_v1(layout: &mut Layout) -> Made {
+    add_intact(layout, "v1", &[base_layer(), mid_layer(), top_layer("v1")])
+}
+
+/// Adds image `v2`: `top` over the same base and mid layers as [`add_v1`],
+/// so that a partition holding both shares them.
+pub fn add_v2(layout: &mut Layout, top: Layer) -> Made {
+    add_intact(layout, "v2", &[base_layer(), mid_layer(), top])
+}
+
 /// Creates the empty directory `part` in `tmp`: the partition that
 /// `terra --root` installs into.
 pub fn empty_partition(tmp: &Path) -> PathBuf {

@@ -16,11 +16,7 @@ fn snapshot(root: &std::path::Path, rel: &str) -> std::path::PathBuf {
 fn installs_a_multi_layer_image_exactly_per_the_layout() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let made = add_intact(
-        &mut layout,
-        "v1",
-        &[base_layer(), mid_layer(), top_layer("v1")],
-    );
+    let made = add_v1(&mut layout);
     let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&install_args(
@@ -137,11 +133,7 @@ fn xattr(path: &std::path::Path, name: &str) -> Option<Vec<u8>> {
 fn a_second_version_shares_lower_layers_and_whiteouts_become_overlayfs_ones() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let v1 = add_intact(
-        &mut layout,
-        "v1",
-        &[base_layer(), mid_layer(), top_layer("v1")],
-    );
+    let v1 = add_v1(&mut layout);
     let mut wh = Tar::new();
     wh.dir("etc", 0o755)
         .whiteout("etc", "os-release")
@@ -149,11 +141,7 @@ fn a_second_version_shares_lower_layers_and_whiteouts_become_overlayfs_ones() {
         .opaque("var/cache")
         .file("var/cache/new", b"new", 0o644)
         .file("etc/hostname", b"v2\n", 0o644);
-    let v2 = add_intact(
-        &mut layout,
-        "v2",
-        &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
-    );
+    let v2 = add_v2(&mut layout, Layer::zstd(wh.finish()));
     let root = empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&["--root", r, "install", &layout.reference("v1")]);
@@ -297,11 +285,7 @@ fn unpack_makes_a_flat_tree_with_whiteouts_applied() {
         .dir("var/cache", 0o755)
         .opaque("var/cache")
         .file("var/cache/new", b"new", 0o644);
-    add_intact(
-        &mut layout,
-        "v2",
-        &[base_layer(), mid_layer(), Layer::zstd(wh.finish())],
-    );
+    add_v2(&mut layout, Layer::zstd(wh.finish()));
     let dir = tmp.path().join("rootfs");
     ok(&["unpack", &layout.reference("v2"), dir.to_str().unwrap()]);
     assert_eq!(

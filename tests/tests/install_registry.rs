@@ -20,18 +20,10 @@ fn installs_from_a_registry_and_v2_fetches_only_its_new_layer() {
     let reg = Registry::start().unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    let v1 = add_intact(
-        &mut layout,
-        "v1",
-        &[base_layer(), mid_layer(), top_layer("v1")],
-    );
+    let v1 = add_v1(&mut layout);
     let mut t = Tar::new();
     t.dir("etc", 0o755).file("etc/hostname", b"v2\n", 0o644);
-    let v2 = add_intact(
-        &mut layout,
-        "v2",
-        &[base_layer(), mid_layer(), Layer::zstd(t.finish())],
-    );
+    let v2 = add_v2(&mut layout, Layer::zstd(t.finish()));
     let r1 = reg.push(&layout.dir, "v1", "terra/os").unwrap();
     let r2 = reg.push(&layout.dir, "v2", "terra/os").unwrap();
 
