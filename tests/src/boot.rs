@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{ensure, Result};
 use tempfile::TempDir;
 use terra_qemu::{Vm, VmConfig};
 
@@ -74,18 +74,56 @@ impl Scenario {
         initramfs::build(self.tools, self.dir.path(), flavor)
     }
 
-    /// A VM booting `initrd` with `disks`; the console is echoed to the test's
-    /// output when `TERRA_TEST_ECHO=1`.
+    /// A VM booting Debian's cloud kernel with `initrd` and `disks`.
     pub fn vm(&self, initrd: &Path, disks: &[&Path], append: &str) -> VmConfig {
-        let mut cfg = VmConfig::new(&self.tools.kernel.image)
+        self.vm_on(&self.tools.kernel.image, initrd, disks, append)
+    }
+
+    /// A VM booting `kernel` with `initrd` and `disks`; the console is echoed
+    /// to the test's output when `TERRA_TEST_ECHO=1`.
+    pub fn vm_on(&self, kernel: &Path, initrd: &Path, disks: &[&Path], append: &str) -> VmConfig {
+        let mut cfg = VmConfig::new(kernel)
             .initrd(initrd)
             .append(append)
-            .echo(std::env::var_os("TERRA_TEST_ECHO").is_some_and(|v| v == "1"));
+            .echo(echo_requested());
         for d in disks {
             cfg = cfg.disk(*d);
         }
         cfg
     }
+}
+
+/// Whether the test's output should echo the VM's console (`TERRA_TEST_ECHO=1`).
+pub fn echo_requested() -> bool {
+    std::env::var_os("TERRA_TEST_ECHO").is_some_and(|v| v == "1")
+}
+
+/// Checks what every default boot of the standard disk shows, whatever the
+/// kernel: the partition found on /dev/vda, v1 booted as the default, the
+/// handoff to the probe as PID 1 with v1's hostname, an overlay root, and
+/// /var/lib/containerd mounted from the disk.
+pub fn check_default_boot(r: &Report, console: &[String]) -> Result<()> {
+    let t = tail(console);
+    for (line, missing) in [
+        (
+            "terra: found partition terra on /dev/vda",
+            "no 'found partition' line",
+        ),
+        ("terra: booting version v1 (default)", "v1 is the default"),
+        ("terra: handoff: exec /sbin/init", "no handoff line"),
+    ] {
+        ensure!(!lines_with(console, line).is_empty(), "{missing}:\n{t}");
+    }
+    ensure!(r.get("pid")? == "1", "the probe must be PID 1: {r:#?}");
+    ensure!(r.get("hostname")? == partition::hostname_of("v1"), "{r:#?}");
+    let root = r.mount_at("/")?;
+    ensure!(root.fstype == "overlay", "root is {root:?}");
+    let vlc = r.mount_at("/var/lib/containerd")?;
+    ensure!(
+        vlc.fstype == "ext4" && vlc.source == "/dev/vda",
+        "vlc mount {vlc:?}"
+    );
+    Ok(())
 }
 
 /// Boots, reads the probe's report, and waits for the clean power-off.

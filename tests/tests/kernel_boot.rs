@@ -5,10 +5,8 @@
 //! the kernel (about 10 minutes on 2 cores); later runs take it from the cache.
 
 use anyhow::{ensure, Result};
-use terra_qemu::VmConfig;
-use terra_tests::boot::{boot_probe, lines_with, tail, Scenario};
+use terra_tests::boot::{boot_probe, check_default_boot, lines_with, tail, Scenario};
 use terra_tests::kernel;
-use terra_tests::partition::hostname_of;
 
 #[test]
 fn terra_kernel_boots_the_default_version_to_the_handoff() -> Result<()> {
@@ -31,11 +29,7 @@ fn terra_kernel_boots_the_default_version_to_the_handoff() -> Result<()> {
             "{module} is not built in according to mkinitrd:\n{explain}"
         );
     }
-    let cfg = VmConfig::new(&k.image)
-        .initrd(&initrd)
-        .disk(&disk)
-        .echo(std::env::var_os("TERRA_TEST_ECHO").is_some_and(|v| v == "1"));
-    let (r, console) = boot_probe(&cfg)?;
+    let (r, console) = boot_probe(&s.vm_on(&k.image, &initrd, &[&disk], ""))?;
     let t = tail(&console);
 
     ensure!(
@@ -45,27 +39,7 @@ fn terra_kernel_boots_the_default_version_to_the_handoff() -> Result<()> {
         "not the Terra kernel {}:\n{t}",
         k.version
     );
-    ensure!(
-        !lines_with(&console, "terra: found partition terra on /dev/vda").is_empty(),
-        "no 'found partition' line:\n{t}"
-    );
-    ensure!(
-        !lines_with(&console, "terra: booting version v1 (default)").is_empty(),
-        "v1 is the default:\n{t}"
-    );
-    ensure!(
-        !lines_with(&console, "terra: handoff: exec /sbin/init").is_empty(),
-        "no handoff line:\n{t}"
-    );
-    ensure!(r.get("pid")? == "1", "the probe must be PID 1: {r:#?}");
-    ensure!(r.get("hostname")? == hostname_of("v1"), "{r:#?}");
-    let root = r.mount_at("/")?;
-    ensure!(root.fstype == "overlay", "root is {root:?}");
-    let vlc = r.mount_at("/var/lib/containerd")?;
-    ensure!(
-        vlc.fstype == "ext4" && vlc.source == "/dev/vda",
-        "vlc mount {vlc:?}"
-    );
+    check_default_boot(&r, &console)?;
     // Everything is built in: the initramfs has no module, and init tried none.
     let list = std::process::Command::new(&s.tools.mkinitrd)
         .arg("--list")
