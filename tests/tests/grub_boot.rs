@@ -39,7 +39,7 @@ struct Booted {
 fn boot(disk: &std::path::Path, keys: Option<&str>) -> Result<Booted> {
     let cfg = VmConfig::disk_boot()
         .disk(disk)
-        .echo(std::env::var_os("TERRA_TEST_ECHO").is_some_and(|v| v == "1"));
+        .echo(terra_tests::boot::echo_requested());
     let mut vm = Vm::start(&cfg)?;
     wait_for_text(&vm, MENU_UP, BOOT_TIMEOUT)?;
     if let Some(keys) = keys {
