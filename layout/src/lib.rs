@@ -8,6 +8,12 @@
 //! It is pure domain code: no OCI, no mounting. Stage 1 links it into a static
 //! binary, so it stays small (serde and thiserror only).
 
+// Stage 1 links this crate into PID 1, which must never panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod atomic;
 pub mod cmdline;
 pub mod odisk;
