@@ -1,4 +1,4 @@
-//! `terra-kconfig CONFIG [--fragment FILE]`: the KSPP and container report
+//! `terra-kconfig CONFIG [--fragment FILE] [-v]`: the KSPP and container report
 //! for a full kernel `.config`; exits 1 when the config does not pass.
 
 use std::path::PathBuf;

@@ -13,15 +13,16 @@ pub enum Compression {
     /// gzip (deflate), best compression; the header carries no name or time.
     Gzip,
     /// lz4 high compression (level 9) in the legacy frame format: larger
-    /// than zstd but the fastest for the kernel to unpack (see the README).
+    /// than zstd but the fastest for the kernel to unpack (docs/benchmarks.md).
     Lz4,
     /// A plain cpio archive.
     None,
 }
 
 /// The zstd level used when none is given. Measured on Debian's cloud
-/// kernel (see the README): level 19 makes the vm image about 6% smaller
-/// than level 3 but costs several times the build time.
+/// kernel (docs/mkinitrd.md): level 19 makes the vm image about 16% smaller
+/// than level 3 (777 KB against 921 KB) but costs 40 times the build time;
+/// 9 gets most of that gain for three times level 3's.
 pub const DEFAULT_ZSTD_LEVEL: i32 = 9;
 
 impl Compression {

@@ -1,6 +1,7 @@
 //! `terra-qemu`: boot a kernel + initramfs + disks headless under QEMU, print
 //! the serial console, and exit with the guest's result: 0 on a clean power
-//! off, 1 on a kernel panic, 3 if QEMU failed, 124 on timeout.
+//! off, 1 on a kernel panic, 3 if QEMU failed, 124 on timeout, 2 when
+//! terra-qemu itself failed (bad arguments, a file it could not read).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
