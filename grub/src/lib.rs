@@ -1,6 +1,8 @@
 //! Terra's boot menu: `boot/grub/grub.cfg` rendered from the boot records,
-//! one entry per version (the default first, then newest first), each
-//! booting its kernel with `terra.version=NAME`.
+//! one entry per version in stage 1's own boot order
+//! ([`Metadata::boot_order`] with nothing requested: the default, then
+//! newest first), each booting its kernel with the command line that
+//! [`BootParams::render`] writes (`terra.version=NAME`).
 //!
 //! Headless first: the menu is on the serial port as well as the screen
 //! (`serial`, `terminal_input`, `terminal_output`), so a machine with no
@@ -12,7 +14,7 @@
 //!
 //! Pure: the CLI writes the text atomically whenever the records change.
 
-use terra_layout::{Metadata, VersionRecord};
+use terra_layout::{BootParams, Metadata, VersionRecord};
 
 /// What the menu needs besides the records.
 #[derive(Debug, Clone)]
@@ -56,23 +58,21 @@ impl Default for MenuOptions {
     }
 }
 
-/// The versions in menu order: the default, then newest first.
+/// The versions in menu order: the order in which stage 1 tries them when
+/// the command line names none (the default, then newest first), so the
+/// first entry, GRUB's default, boots what stage 1 would choose itself.
 pub fn menu_order(meta: &Metadata) -> Vec<(&str, &VersionRecord)> {
-    let mut v: Vec<(&str, &VersionRecord)> =
-        meta.versions.iter().map(|(n, r)| (n.as_str(), r)).collect();
-    v.sort_by(|a, b| (b.1.installed_at, b.0).cmp(&(a.1.installed_at, a.0)));
-    if let Some(d) = &meta.default {
-        if let Some(i) = v.iter().position(|(n, _)| n == d) {
-            let e = v.remove(i);
-            v.insert(0, e);
-        }
-    }
-    v
+    meta.boot_order(None)
+        .into_iter()
+        .filter_map(|c| meta.versions.get_key_value(&c.name))
+        .map(|(n, r)| (n.as_str(), r))
+        .collect()
 }
 
 /// Renders grub.cfg. A version without its own kernel boots the kernel of
 /// the first version in menu order that has one; with no kernel at all on
-/// the partition, the entry is a comment saying so.
+/// the partition, the entry is a comment saying so, as it is when the
+/// command line cannot carry the label (a double quote in it).
 pub fn render(meta: &Metadata, opts: &MenuOptions) -> String {
     let order = menu_order(meta);
     let fallback = order
@@ -108,10 +108,18 @@ pub fn render(meta: &Metadata, opts: &MenuOptions) -> String {
             s.push_str(&format!("# {title}: no kernel on the partition\n"));
             continue;
         };
-        let mut args = format!("terra.version={name}");
-        if opts.label != terra_layout::partition::DEFAULT_LABEL {
-            args.push_str(&format!(" terra.label={}", opts.label));
-        }
+        let params = BootParams {
+            version: Some(name.to_string()),
+            label: opts.label.clone(),
+            ..BootParams::default()
+        };
+        let mut args = match params.render() {
+            Ok(args) => args,
+            Err(e) => {
+                s.push_str(&format!("# {title}: {e}\n"));
+                continue;
+            }
+        };
         if !opts.extra_args.is_empty() {
             args.push(' ');
             args.push_str(&opts.extra_args);
@@ -219,6 +227,104 @@ mod tests {
         let initrd = cfg.find("\tinitrd /boot/v1/initrd.img-6.1.0-9-cloud-amd64\n");
         assert!(
             matches!((search, linux, initrd), (Some(s), Some(l), Some(i)) if s < l && l < i),
+            "{cfg}"
+        );
+    }
+
+    /// Versions with their install times, the default, the expected order.
+    type Case = (
+        &'static [(&'static str, u64)],
+        Option<&'static str>,
+        &'static [&'static str],
+    );
+
+    /// The menu lists the versions in the order stage 1 would try them with
+    /// no `terra.version=`: whatever the records, the two never disagree.
+    #[test]
+    fn the_menu_follows_stage_1s_boot_order() {
+        let table: [Case; 5] = [
+            (&[], None, &[]),
+            (
+                &[("v1", 1), ("v2", 2), ("v3", 3)],
+                None,
+                &["v3", "v2", "v1"],
+            ),
+            (
+                &[("v1", 1), ("v2", 2), ("v3", 3)],
+                Some("v1"),
+                &["v1", "v3", "v2"],
+            ),
+            (
+                &[("v1", 1), ("v2", 2), ("v3", 3)],
+                Some("v3"),
+                &["v3", "v2", "v1"],
+            ),
+            (&[("a", 5), ("c", 5), ("b", 5)], Some("b"), &["b", "c", "a"]),
+        ];
+        for (versions, default, want) in table {
+            let mut m = Metadata::default();
+            for (name, at) in versions {
+                m.versions
+                    .insert((*name).into(), rec(*at, Some("boot/k/vmlinuz-6.1")));
+            }
+            m.default = default.map(String::from);
+            let menu: Vec<&str> = menu_order(&m).into_iter().map(|(n, _)| n).collect();
+            let stage1: Vec<String> = m.boot_order(None).into_iter().map(|c| c.name).collect();
+            assert_eq!(menu, want, "{versions:?} {default:?}");
+            assert_eq!(menu, stage1, "{versions:?} {default:?}");
+            // And the rendered entries come in that order.
+            let cfg = render(&m, &MenuOptions::default());
+            let ids: Vec<&str> = cfg
+                .lines()
+                .filter_map(|l| l.split(" --id terra-").nth(1))
+                .map(|rest| rest.trim_end_matches(" {"))
+                .collect();
+            assert_eq!(ids, want, "{cfg}");
+        }
+    }
+
+    /// Each entry's command line is read by stage 1 as the version and
+    /// label the menu meant.
+    #[test]
+    fn stage_1_reads_each_entrys_command_line() {
+        let mut m = Metadata::default();
+        m.versions
+            .insert("v1".into(), rec(1, Some("boot/v1/vmlinuz-6.1")));
+        m.versions
+            .insert("v2.beta_1".into(), rec(2, Some("boot/v2/vmlinuz-6.1")));
+        for label in ["terra", "TERRA2"] {
+            let opts = MenuOptions {
+                label: label.into(),
+                ..MenuOptions::default()
+            };
+            let cfg = render(&m, &opts);
+            let lines: Vec<&str> = cfg.lines().filter(|l| l.starts_with("\tlinux ")).collect();
+            assert_eq!(lines.len(), 2, "{cfg}");
+            for (line, name) in lines.iter().zip(["v2.beta_1", "v1"]) {
+                let p = BootParams::parse(line);
+                assert_eq!(p.version.as_deref(), Some(name), "{line}");
+                assert_eq!(p.label, label, "{line}");
+                assert!(p.problems.is_empty() && p.unknown.is_empty(), "{line}");
+            }
+        }
+        // The default label is not repeated on the line.
+        let cfg = render(&m, &MenuOptions::default());
+        assert!(!cfg.contains("terra.label"), "{cfg}");
+    }
+
+    #[test]
+    fn a_label_the_command_line_cannot_carry_is_said() {
+        let mut m = Metadata::default();
+        m.versions
+            .insert("v1".into(), rec(1, Some("boot/v1/vmlinuz-6.1")));
+        let opts = MenuOptions {
+            label: "a\"b".into(),
+            ..MenuOptions::default()
+        };
+        let cfg = render(&m, &opts);
+        assert!(!cfg.contains("menuentry"), "{cfg}");
+        assert!(
+            cfg.contains("# Terra v1: terra.label=\"a\\\"b\": a double quote"),
             "{cfg}"
         );
     }

@@ -42,10 +42,10 @@ impl Default for Paths {
             class_block: "/sys/class/block".into(),
             printk: "/proc/sys/kernel/printk".into(),
             printk_devkmsg: "/proc/sys/kernel/printk_devkmsg".into(),
-            modules: "/etc/terra/modules".into(),
+            modules: terra_layout::initramfs::MODULES_FILE.into(),
             run_terra: "/run/terra".into(),
             partition: terra_layout::partition::RUNTIME_MOUNT.into(),
-            newroot: "/newroot".into(),
+            newroot: terra_layout::initramfs::NEWROOT.into(),
             shell: "/bin/sh".into(),
         }
     }

@@ -1,50 +1,19 @@
 //! Step 4: load the kernel modules mkinitrd put in the initramfs.
 //!
-//! `/etc/terra/modules` lists them in load order, dependencies first:
-//! `<absolute path>[ <parameters>]` per line, `#` comments and blank lines
-//! ignored. Each is loaded with finit_module(2) (the kernel reads the file
-//! itself: no copy through userspace). Already loaded (EEXIST) is fine; a
-//! missing or failing module is a warning, because the disk may not need it.
+//! The list ([`terra_layout::initramfs::MODULES_FILE`], read with
+//! [`ModuleList::parse`], the same type mkinitrd writes it with) names them
+//! in load order, dependencies first. Each is loaded with finit_module(2)
+//! (the kernel reads the file itself: no copy through userspace). Already
+//! loaded (EEXIST) is fine; a missing or failing module is a warning,
+//! because the disk may not need it.
 
 use std::io;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Instant;
 
+use terra_layout::initramfs::ModuleList;
+
 use crate::env::Env;
-
-/// One line of the module list.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleLine {
-    pub path: PathBuf,
-    pub params: String,
-}
-
-impl ModuleLine {
-    /// `virtio_blk` for `/lib/modules/K/kernel/drivers/block/virtio_blk.ko`.
-    pub fn name(&self) -> String {
-        let file = self
-            .path
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned());
-        let file = file.unwrap_or_default();
-        file.strip_suffix(".ko").unwrap_or(&file).to_string()
-    }
-}
-
-/// Parses the module list. Pure.
-pub fn parse(text: &str) -> Vec<ModuleLine> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (path, params) = l.split_once(char::is_whitespace).unwrap_or((l, ""));
-            ModuleLine {
-                path: PathBuf::from(path),
-                params: params.trim().to_string(),
-            }
-        })
-        .collect()
-}
 
 /// What loading did, for the log.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -71,14 +40,14 @@ pub fn load_all(env: &Env) -> Loaded {
             return out;
         }
     };
-    for m in parse(&text) {
+    for m in ModuleList::parse(&text).modules() {
         let t = Instant::now();
-        match env.kernel.finit_module(&m.path, &m.params) {
+        match env.kernel.finit_module(Path::new(&m.path), &m.params) {
             Ok(()) => {
                 out.loaded += 1;
                 log::debug!(
                     "insmod {} {}({:.1} ms)",
-                    m.path.display(),
+                    m.path,
                     if m.params.is_empty() {
                         String::new()
                     } else {
@@ -92,12 +61,8 @@ pub fn load_all(env: &Env) -> Loaded {
                 log::debug!("module {} is already loaded", m.name());
             }
             Err(e) => {
-                log::warn!(
-                    "cannot load module {} ({}): {e}",
-                    m.name(),
-                    m.path.display()
-                );
-                out.failed.push(m.name());
+                log::warn!("cannot load module {} ({}): {e}", m.name(), m.path);
+                out.failed.push(m.name().to_string());
             }
         }
     }
@@ -115,17 +80,7 @@ mod tests {
     use super::*;
     use crate::env::Paths;
     use crate::kernel::fake::Fake;
-
-    #[test]
-    fn parses_paths_params_and_comments() {
-        let text = "# load order\n\n/lib/modules/6.1/virtio.ko\n  /lib/modules/6.1/loop.ko max_loop=8 max_part=2 \n#x\n";
-        let m = parse(text);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].path, PathBuf::from("/lib/modules/6.1/virtio.ko"));
-        assert_eq!(m[0].params, "");
-        assert_eq!(m[1].params, "max_loop=8 max_part=2");
-        assert_eq!(m[1].name(), "loop");
-    }
+    use terra_layout::initramfs::{NodeKind, SKELETON};
 
     #[test]
     fn loads_in_order_and_failures_are_not_fatal() {
@@ -145,6 +100,65 @@ mod tests {
         );
         assert_eq!(loaded.loaded, 2);
         assert_eq!(loaded.failed, ["bad"]);
+    }
+
+    /// What mkinitrd writes (comments, options) is what stage 1 loads.
+    #[test]
+    fn loads_the_list_as_mkinitrd_writes_it() {
+        let mut written = ModuleList::new();
+        written
+            .comment("Kernel modules for 6.1, in load order.")
+            .unwrap();
+        written.push("/lib/modules/6.1/virtio.ko", "").unwrap();
+        written
+            .push("/lib/modules/6.1/virtio_blk.ko", "queue_depth=64")
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("modules");
+        std::fs::write(&list, written.render()).unwrap();
+        let k = Fake::default();
+        let paths = Paths {
+            modules: list,
+            ..Paths::default()
+        };
+        let env = Env::new(paths, &k, Instant::now());
+        assert_eq!(load_all(&env).loaded, 2);
+        assert_eq!(
+            k.calls(),
+            [
+                "insmod /lib/modules/6.1/virtio.ko",
+                "insmod /lib/modules/6.1/virtio_blk.ko queue_depth=64"
+            ]
+        );
+    }
+
+    /// Stage 1 reads the list where mkinitrd writes it and mounts on
+    /// directories mkinitrd creates (the skeleton both take from
+    /// terra-layout).
+    #[test]
+    fn default_paths_are_in_the_initramfs_skeleton() {
+        let p = Paths::default();
+        let dirs: Vec<&Path> = SKELETON
+            .iter()
+            .filter(|n| n.kind == NodeKind::Dir)
+            .map(|n| Path::new(n.path))
+            .collect();
+        let used = [
+            p.modules.parent(),
+            Some(p.newroot.as_path()),
+            Some(p.proc.as_path()),
+            Some(p.sys.as_path()),
+            Some(p.dev.as_path()),
+            Some(p.run.as_path()),
+        ];
+        for dir in used {
+            let dir = dir.unwrap();
+            assert!(
+                dirs.contains(&dir),
+                "{} is not in the skeleton",
+                dir.display()
+            );
+        }
     }
 
     #[test]

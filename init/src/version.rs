@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
+use terra_layout::boot_order::Reason;
 use terra_layout::odisk::{self, MountEntry};
-use terra_layout::record::{Handoff, Reason, VersionRecord};
+use terra_layout::record::{Handoff, VersionRecord};
 use terra_layout::{BootParams, Metadata, Partition};
 
 use crate::env::Env;

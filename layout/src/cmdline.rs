@@ -2,6 +2,8 @@
 //!
 //! Parsing never fails: PID 1 must boot with whatever the boot loader gave
 //! it. Garbage is kept in [`BootParams::problems`] so stage 1 can log it.
+//! Writing ([`BootParams::render`], for the boot menu) refuses what parsing
+//! would not read back, so the two sides cannot disagree.
 
 use std::time::Duration;
 
@@ -20,6 +22,9 @@ pub mod keys {
 
 /// How long to wait for the partition when the command line does not say.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest `terra.timeout=` taken (a day): more is a typo.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 /// What the command line asks of stage 1.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,9 +103,12 @@ impl BootParams {
                 }
             }
             (keys::TIMEOUT, Some(v)) => match v.parse::<f64>() {
-                Ok(s) if (0.0..=86_400.0).contains(&s) => self.timeout = Duration::from_secs_f64(s),
+                Ok(s) if (0.0..=MAX_TIMEOUT.as_secs_f64()).contains(&s) => {
+                    self.timeout = Duration::from_secs_f64(s)
+                }
                 _ => self.problems.push(format!(
-                    "{key}={v:?}: expected seconds (0 to 86400); using {}",
+                    "{key}={v:?}: expected seconds (0 to {}); using {}",
+                    MAX_TIMEOUT.as_secs(),
                     self.timeout.as_secs()
                 )),
             },
@@ -131,6 +139,91 @@ impl BootParams {
             }
             _ => {}
         }
+    }
+}
+
+/// A value that [`BootParams::render`] cannot put on a command line so that
+/// [`BootParams::parse`] reads it back.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    #[error("{key}={value:?}: a double quote or a control character cannot be carried on a kernel command line")]
+    Unquotable { key: &'static str, value: String },
+    #[error("{key}= is empty; stage 1 would ignore it")]
+    Empty { key: &'static str },
+    #[error("{key}={value:?}: expected an absolute path")]
+    RelativePath { key: &'static str, value: String },
+    #[error("{key}: {timeout:?} is longer than the {max} seconds stage 1 accepts", max = MAX_TIMEOUT.as_secs())]
+    Timeout {
+        key: &'static str,
+        timeout: Duration,
+    },
+}
+
+impl BootParams {
+    /// The command line words that ask stage 1 for these parameters, in the
+    /// order of [`keys`], leaving out what equals the default. Parsing the
+    /// result gives back `self` (without [`BootParams::unknown`] and
+    /// [`BootParams::problems`], which only parsing fills; a timeout to the
+    /// precision of an `f64` of seconds). A value with whitespace is quoted
+    /// (`terra.label="my disk"`), as the kernel reads it.
+    pub fn render(&self) -> Result<String, RenderError> {
+        let mut words = Vec::new();
+        let default = Self::default();
+        if let Some(v) = &self.version {
+            words.push(word(keys::VERSION, v)?);
+        }
+        if self.label != default.label {
+            words.push(word(keys::LABEL, &self.label)?);
+        }
+        if let Some(v) = &self.device {
+            words.push(word(keys::DEVICE, v)?);
+        }
+        if self.timeout != default.timeout {
+            if self.timeout > MAX_TIMEOUT {
+                return Err(RenderError::Timeout {
+                    key: keys::TIMEOUT,
+                    timeout: self.timeout,
+                });
+            }
+            words.push(format!("{}={}", keys::TIMEOUT, self.timeout.as_secs_f64()));
+        }
+        if let Some(v) = &self.init {
+            if !v.starts_with('/') {
+                return Err(RenderError::RelativePath {
+                    key: keys::INIT,
+                    value: v.clone(),
+                });
+            }
+            words.push(word(keys::INIT, v)?);
+        }
+        for (on, key) in [
+            (self.debug, keys::DEBUG),
+            (self.shell, keys::SHELL),
+            (self.quiet, keys::QUIET),
+        ] {
+            if on {
+                words.push(key.to_string());
+            }
+        }
+        Ok(words.join(" "))
+    }
+}
+
+/// `key=value`, quoted when the value has whitespace.
+fn word(key: &'static str, value: &str) -> Result<String, RenderError> {
+    if value.is_empty() {
+        return Err(RenderError::Empty { key });
+    }
+    if value.contains(|c: char| c == '"' || c.is_control()) {
+        return Err(RenderError::Unquotable {
+            key,
+            value: value.to_string(),
+        });
+    }
+    if value.contains(char::is_whitespace) {
+        Ok(format!("{key}=\"{value}\""))
+    } else {
+        Ok(format!("{key}={value}"))
     }
 }
 
@@ -176,90 +269,4 @@ fn unquote(v: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn defaults_when_nothing_is_said() {
-        let p = BootParams::parse("BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro console=ttyS0\n");
-        assert_eq!(p, BootParams::default());
-        assert_eq!(p.label, "terra");
-        assert_eq!(p.timeout, Duration::from_secs(30));
-    }
-
-    #[test]
-    fn reads_every_key() {
-        let p = BootParams::parse(
-            "console=ttyS0 terra.version=v5 terra.label=TERRA2 terra.device=/dev/vdb1 \
-             terra.timeout=2.5 terra.init=/bin/sh terra.debug terra.shell quiet",
-        );
-        assert_eq!(p.version.as_deref(), Some("v5"));
-        assert_eq!(p.label, "TERRA2");
-        assert_eq!(p.device.as_deref(), Some("/dev/vdb1"));
-        assert_eq!(p.timeout, Duration::from_millis(2500));
-        assert_eq!(p.init.as_deref(), Some("/bin/sh"));
-        assert!(p.debug && p.shell && p.quiet);
-        assert!(p.problems.is_empty() && p.unknown.is_empty());
-    }
-
-    #[test]
-    fn last_one_wins_and_quotes_are_removed() {
-        let p = BootParams::parse(r#"terra.version=a terra.version="b c""#);
-        assert_eq!(p.version.as_deref(), Some("b c"));
-    }
-
-    #[test]
-    fn arguments_after_double_dash_are_not_ours() {
-        let p = BootParams::parse("terra.debug -- terra.version=x");
-        assert!(p.debug);
-        assert_eq!(p.version, None);
-    }
-
-    #[test]
-    fn garbage_is_reported_not_fatal() {
-        let table = [
-            ("terra.timeout=soon", "expected seconds"),
-            ("terra.timeout=-1", "expected seconds"),
-            ("terra.timeout=NaN", "expected seconds"),
-            ("terra.init=bin/sh", "absolute path"),
-            ("terra.version=", "empty"),
-            ("terra.label=", "empty"),
-            ("terra.version", "unexpected form"),
-            ("terra.debug=maybe", "unexpected form"),
-        ];
-        for (line, want) in table {
-            let p = BootParams::parse(line);
-            assert!(
-                p.problems.iter().any(|m| m.contains(want)),
-                "{line}: {:?} should mention {want:?}",
-                p.problems
-            );
-            assert_eq!(p.timeout, DEFAULT_TIMEOUT, "{line}");
-            assert_eq!(p.label, "terra", "{line}");
-        }
-    }
-
-    #[test]
-    fn unknown_terra_keys_are_collected() {
-        let p = BootParams::parse("terra.frobnicate=1 terra.x foo=bar");
-        assert_eq!(p.unknown, ["terra.frobnicate", "terra.x"]);
-    }
-
-    #[test]
-    fn survives_arbitrary_bytes() {
-        for s in [
-            "",
-            "   ",
-            "\"",
-            "=",
-            "==",
-            "terra.=",
-            "\u{0}\u{7f}\u{fffd}",
-            "\"terra.debug\"",
-        ] {
-            let _ = BootParams::parse(s);
-        }
-        let p = BootParams::parse("a=\"unterminated terra.debug");
-        assert!(!p.debug, "inside an open quote");
-    }
-}
+mod tests;

@@ -1,9 +1,13 @@
-//! The contract between `terra install` and Terra's stage 1.
+//! The contract between the pieces of Terra: `terra install`, `mkinitrd`,
+//! the GRUB menu and stage 1.
 //!
-//! Everything both sides must agree on lives here and only here: where things
+//! Everything two of them must agree on lives here and only here: where things
 //! are on the partition ([`partition`]), the boot records in `ov/metadata.db`
-//! ([`record`]), the extra mounts of `odisk` ([`odisk`]), the kernel command line
-//! ([`cmdline`]) and the crash-safe way to replace a file ([`atomic`]).
+//! ([`record`]) and the one order in which versions boot and are listed
+//! ([`boot_order`]), the extra mounts of `odisk` ([`odisk`]), the kernel
+//! command line ([`cmdline`]: its keys, its parser and its writer), the
+//! initramfs's module list and directory skeleton ([`initramfs`]), and the
+//! crash-safe way to replace a file ([`atomic`]).
 //!
 //! It is pure domain code: no OCI, no mounting. Stage 1 links it into a static
 //! binary, so it stays small (serde and thiserror only).
@@ -15,12 +19,16 @@
 )]
 
 pub mod atomic;
+pub mod boot_order;
 pub mod cmdline;
+pub mod initramfs;
 pub mod odisk;
 pub mod partition;
 pub mod probe;
 pub mod record;
 
+pub use boot_order::{Choice, Reason};
 pub use cmdline::BootParams;
+pub use initramfs::ModuleList;
 pub use partition::Partition;
-pub use record::{Choice, Handoff, Metadata, VersionRecord};
+pub use record::{Handoff, Metadata, VersionRecord};

@@ -122,26 +122,6 @@ pub struct BootState {
     pub last_failure: Option<String>,
 }
 
-/// Why a version is a candidate for this boot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reason {
-    /// Named by `terra.version=`.
-    Requested,
-    /// The partition's default.
-    Default,
-    /// The newest installed version.
-    Newest,
-    /// Any other version, newest first: better than no boot at all.
-    Other,
-}
-
-/// One entry of the order in which stage 1 tries versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Choice {
-    pub name: String,
-    pub reason: Reason,
-}
-
 /// Something wrong in `ov/metadata.db`.
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -223,44 +203,6 @@ impl Metadata {
             }
             _ => Ok(()),
         }
-    }
-
-    /// The newest version (largest `installed_at`, then the largest name).
-    pub fn newest(&self) -> Option<&str> {
-        self.versions
-            .iter()
-            .max_by(|a, b| (a.1.installed_at, a.0).cmp(&(b.1.installed_at, b.0)))
-            .map(|(n, _)| n.as_str())
-    }
-
-    /// The order in which stage 1 tries versions: the requested one, the
-    /// default, the newest, then all others newest first; each name once.
-    /// A requested name that is not installed is left out (the caller says so).
-    pub fn boot_order(&self, requested: Option<&str>) -> Vec<Choice> {
-        let mut order: Vec<Choice> = Vec::new();
-        let mut push = |name: &str, reason: Reason| {
-            if self.versions.contains_key(name) && !order.iter().any(|c| c.name == name) {
-                order.push(Choice {
-                    name: name.to_string(),
-                    reason,
-                });
-            }
-        };
-        if let Some(r) = requested {
-            push(r, Reason::Requested);
-        }
-        if let Some(d) = &self.default {
-            push(d, Reason::Default);
-        }
-        if let Some(n) = self.newest() {
-            push(n, Reason::Newest);
-        }
-        let mut rest: Vec<(&String, &VersionRecord)> = self.versions.iter().collect();
-        rest.sort_by(|a, b| (b.1.installed_at, b.0).cmp(&(a.1.installed_at, a.0)));
-        for (name, _) in rest {
-            push(name, Reason::Other);
-        }
-        order
     }
 }
 
@@ -388,25 +330,6 @@ mod tests {
             );
             assert!(text.contains(want), "{json}: got {text:?}, want {want:?}");
         }
-    }
-
-    #[test]
-    fn boot_order_requested_default_newest_others() {
-        let m = meta();
-        let names = |o: Vec<Choice>| o.into_iter().map(|c| c.name).collect::<Vec<_>>();
-        assert_eq!(names(m.boot_order(Some("v3"))), ["v3", "v1", "v2"]);
-        assert_eq!(names(m.boot_order(None)), ["v1", "v2", "v3"]);
-        assert_eq!(names(m.boot_order(Some("nope"))), ["v1", "v2", "v3"]);
-        assert_eq!(m.boot_order(Some("v3"))[0].reason, Reason::Requested);
-        assert_eq!(m.boot_order(None)[1].reason, Reason::Newest);
-    }
-
-    #[test]
-    fn without_default_the_newest_boots() {
-        let mut m = meta();
-        m.default = None;
-        assert_eq!(m.boot_order(None)[0].name, "v2");
-        assert_eq!(Metadata::default().boot_order(None), vec![]);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! What goes into the initramfs: from a [`Spec`] (the command line, resolved)
-//! to an [`Archive`], following the contract in the README
-//! (`/init`, `/dev/console`, the directories init expects, modules under
-//! `/lib/modules/KVER/`, `/etc/terra/modules` and `modules.why`, busybox).
+//! to an [`Archive`], following the contract with init in
+//! [`terra_layout::initramfs`] (`/init`, the skeleton of directories and
+//! device nodes, modules under `/lib/modules/KVER/`, the module list and
+//! `modules.why`), plus busybox.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,28 +11,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
+use terra_layout::initramfs::{self, ModuleList, NodeKind, SKELETON};
 
 use crate::archive::{clean_path, Archive};
 use crate::compress;
 use crate::elf;
 use crate::kmod::{self, ModuleDb, ModuleSet, Request, Resolution, Root};
-
-/// Directories init relies on (see the contract: init mounts onto them).
-pub const SKELETON_DIRS: &[&str] = &[
-    "bin",
-    "dev",
-    "etc/terra",
-    "newroot",
-    "proc",
-    "run",
-    "sys",
-    "tmp",
-];
-
-/// Where init reads the load order.
-pub const MODULES_FILE: &str = "etc/terra/modules";
-/// Why each module is there, for people and `--list`.
-pub const WHY_FILE: &str = "etc/terra/modules.why";
 
 /// busybox applets linked in `/bin` with `--shell` (`sh` is the one init
 /// needs; the rest make the rescue shell usable).
@@ -155,14 +140,17 @@ pub fn build(spec: &Spec) -> Result<Image> {
     Ok(Image { archive, modules })
 }
 
+/// The directories and device nodes of the contract with init
+/// ([`terra_layout::initramfs::SKELETON`]).
 fn skeleton(archive: &mut Archive) -> Result<()> {
-    for dir in SKELETON_DIRS {
-        archive.dir(dir, if *dir == "tmp" { 0o1777 } else { 0o755 })?;
+    for node in SKELETON {
+        match node.kind {
+            NodeKind::Dir => archive.dir(node.path, node.mode)?,
+            NodeKind::CharDev { major, minor } => {
+                archive.char_dev(node.path, major, minor, node.mode)?
+            }
+        }
     }
-    // The kernel opens /dev/console for init's stdio before running /init,
-    // before any devtmpfs exists (init/main.c: console_on_rootfs).
-    archive.char_dev("dev/console", 5, 1, 0o600)?;
-    archive.char_dev("dev/null", 1, 3, 0o666)?;
     Ok(())
 }
 
@@ -203,11 +191,15 @@ fn add_modules(archive: &mut Archive, spec: &Spec) -> Result<Resolution> {
         kmod::resolve(&db, &requests).with_context(|| format!("kernel {}", spec.kernel_version))?
     };
 
-    let mut order = format!(
-        "# Kernel modules for {}, in load order (dependencies first), written by mkinitrd.\n\
-         # Why each is here: /{WHY_FILE}\n",
+    let mut order = ModuleList::new();
+    order.comment(&format!(
+        "Kernel modules for {}, in load order (dependencies first), written by mkinitrd.",
         spec.kernel_version
-    );
+    ))?;
+    order.comment(&format!(
+        "Why each is here: {}",
+        initramfs::MODULES_WHY_FILE
+    ))?;
     for m in &resolution.load {
         let src = spec.modules_dir.join(&m.path);
         let data = fs::read(&src)
@@ -219,10 +211,10 @@ fn add_modules(archive: &mut Archive, spec: &Spec) -> Result<Resolution> {
             compress::uncompressed_module_path(&m.path)
         );
         archive.file(&dest, data, 0o644)?;
-        match spec.module_options.get(&m.name) {
-            Some(options) => order.push_str(&format!("/{dest} {options}\n")),
-            None => order.push_str(&format!("/{dest}\n")),
-        }
+        let options = spec.module_options.get(&m.name).map_or("", String::as_str);
+        order
+            .push(&format!("/{dest}"), options)
+            .with_context(|| format!("module {}", m.name))?;
     }
     for name in spec.module_options.keys() {
         if !resolution.load.iter().any(|m| &m.name == name) {
@@ -231,8 +223,12 @@ fn add_modules(archive: &mut Archive, spec: &Spec) -> Result<Resolution> {
             );
         }
     }
-    archive.file(MODULES_FILE, order.into_bytes(), 0o644)?;
-    archive.file(WHY_FILE, resolution.why_text().into_bytes(), 0o644)?;
+    archive.file(initramfs::MODULES_FILE, order.render().into_bytes(), 0o644)?;
+    archive.file(
+        initramfs::MODULES_WHY_FILE,
+        resolution.why_text().into_bytes(),
+        0o644,
+    )?;
     Ok(resolution)
 }
 

@@ -4,10 +4,10 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
+use terra_layout::initramfs::MODULES_WHY_FILE;
 
 use crate::archive::{read_newc, read_one_newc, skip_zeros, Member};
 use crate::compress::{decompress, Format};
-use crate::image::WHY_FILE;
 
 /// An initramfs read back.
 #[derive(Debug, Clone)]
@@ -84,8 +84,9 @@ impl Listing {
             out.push_str(&line);
             out.push('\n');
         }
-        if let Some(why) = self.members.iter().find(|m| m.name == WHY_FILE) {
-            let _ = writeln!(out, "\n# Why each module is here (/{WHY_FILE}):");
+        let why_member = MODULES_WHY_FILE.trim_start_matches('/');
+        if let Some(why) = self.members.iter().find(|m| m.name == why_member) {
+            let _ = writeln!(out, "\n# Why each module is here ({MODULES_WHY_FILE}):");
             out.push_str(&String::from_utf8_lossy(&why.data));
         }
         out

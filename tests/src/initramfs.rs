@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
+use terra_layout::initramfs::{ModuleList, MODULES_FILE};
 use terra_qemu::floor::module_floor_init_elf;
 
 use crate::disk::run;
@@ -146,14 +147,15 @@ fn module_list(image: &Path) -> Result<Vec<String>> {
         if entry.entry().is_trailer() {
             bail!("{}: no etc/terra/modules in it", image.display());
         }
-        let is_list = entry.entry().name() == "etc/terra/modules";
+        let is_list = entry.entry().name() == MODULES_FILE.trim_start_matches('/');
         let mut text = String::new();
         if is_list {
             entry.read_to_string(&mut text)?;
-            return Ok(text
-                .lines()
-                .filter(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
+            // Read as stage 1 reads it.
+            return Ok(ModuleList::parse(&text)
+                .modules()
+                .iter()
+                .map(|m| m.path.clone())
                 .collect());
         }
         rest = entry.finish()?;
