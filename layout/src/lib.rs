@@ -10,7 +10,9 @@
 //! crash-safe way to replace a file ([`atomic`]).
 //!
 //! It is pure domain code: no OCI, no mounting. Stage 1 links it into a static
-//! binary, so it stays small (serde and thiserror only).
+//! binary, so it stays small (serde, serde_json and thiserror only). The
+//! label probe that finds the partition ([`probe`]) is here too, because
+//! both stage 1 and `terra --device` read it.
 
 // Stage 1 links this crate into PID 1, which must never panic.
 #![cfg_attr(

@@ -16,12 +16,12 @@
 //!       "upper": "ov/snapshots/rw-v5/upper",
 //!       "work": "ov/snapshots/rw-v5/work",
 //!       "handoff": {"kind": "supervise"},
-//!       "kernel": "boot/vmlinuz-6.1.0-57-cloud-amd64",
-//!       "initrd": "boot/initrd-v5.img",
-//!       "image": {"reference": "docker.io/stellarproject/terraos:v5", "digest": "sha256:…"},
+//!       "kernel": "boot/v5/vmlinuz-6.1.0-57-cloud-amd64",
+//!       "initrd": "boot/v5/initrd.img-6.1.0-57-cloud-amd64",
+//!       "image": {"reference": "docker.io/stellarproject/terraos:v5", "digest": "sha256:…", "config": "sha256:…"},
 //!       "installed_at": 1764441600,
 //!       "size": 231000000,
-//!       "boot": {"tries_left": null, "good": true, "last_failure": null}
+//!       "boot": {"tries_left": null, "good": false, "last_failure": null}
 //!     }
 //!   }
 //! }
@@ -78,7 +78,8 @@ pub struct VersionRecord {
     /// Bytes used by the version's layers (shared ones included).
     #[serde(default)]
     pub size: u64,
-    /// Boot counting, kept by stage 1 and stage 2.
+    /// Boot state: today only stage 2 writes it (`good`); boot counting will
+    /// read it (planned).
     #[serde(default)]
     pub boot: BootState,
 }
@@ -109,9 +110,10 @@ pub struct ImageInfo {
     pub config: Option<String>,
 }
 
-/// Boot counting state (room for "never bricked"): a version newly made
-/// default gets `tries_left` boots; stage 2 sets `good` once containerd is
-/// healthy; a version with no tries left and not good is skipped.
+/// Boot state. Today stage 2 sets `good` once containerd answers, and nothing
+/// reads these fields: the boot order ignores them. Planned (the never-bricked
+/// issue): a version newly made default gets `tries_left` boots, and one with
+/// no tries left that never became good is skipped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct BootState {
     #[serde(default)]
