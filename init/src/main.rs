@@ -25,8 +25,6 @@ mod kernel;
 mod logger;
 mod modules;
 mod rescue;
-// Stage 2 keeps its own few ioctls (with SAFETY comments) in its host module.
-#[allow(unsafe_code)]
 mod stage2;
 mod switch_root;
 mod sys;

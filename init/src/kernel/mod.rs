@@ -13,6 +13,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub use nix::errno::Errno;
 pub use nix::mount::MsFlags;
 
 mod process;
@@ -149,6 +150,11 @@ pub struct Removed {
     pub skipped_mounts: u64,
     /// Entries that could not be deleted.
     pub failed: u64,
+}
+
+/// The errno of an error from [`Kernel`], if it has one.
+pub fn errno(e: &io::Error) -> Option<Errno> {
+    e.raw_os_error().map(Errno::from_raw)
 }
 
 /// The system calls terra-init makes. Errors are `io::Error` (errno kept).
