@@ -12,9 +12,9 @@ use crate::env::{Env, Paths};
 use crate::error::BootError;
 use crate::kernel::Mount;
 
-/// Which of [`Paths`] an entry mounts on.
-#[derive(Debug, Clone, Copy)]
-enum At {
+/// Which of [`Paths`] an entry mounts on (or under).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum At {
     Proc,
     Sys,
     Dev,
@@ -32,59 +32,83 @@ impl At {
     }
 }
 
-struct Early {
-    fstype: &'static str,
-    at: At,
-    flags: MsFlags,
-    data: &'static str,
-    /// A failed optional entry is a warning; a required one is fatal.
-    required: bool,
+/// One mount of a table: this one of stage 1 and stage 2's container-host
+/// table (`stage2::mounts`) alike. Printed through [`Mount::to_shell`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub source: &'static str,
+    pub fstype: &'static str,
+    pub at: At,
+    /// The mount point below `at` (`fs/cgroup`), or `""` for `at` itself.
+    pub sub: &'static str,
+    pub flags: MsFlags,
+    pub data: &'static str,
+    /// Stage 1: a failed optional entry is a warning, a required one is
+    /// fatal. Stage 2: an error or a warning, the boot goes on.
+    pub required: bool,
+    /// Stage 2: mounted by a thread of its own (nothing needs it soon).
+    pub background: bool,
 }
 
-const SAFE: MsFlags = MsFlags::MS_NOSUID
+impl Entry {
+    /// Where it is mounted.
+    pub fn target(&self, p: &Paths) -> PathBuf {
+        let at = self.at.path(p);
+        if self.sub.is_empty() {
+            at
+        } else {
+            at.join(self.sub)
+        }
+    }
+
+    /// The mount(2) call it makes.
+    pub fn mount(&self, p: &Paths) -> Mount {
+        Mount::new(self.source, self.target(p), self.fstype)
+            .flags(self.flags)
+            .data(self.data)
+    }
+}
+
+/// nosuid, nodev, noexec: what a filesystem of the kernel's needs no more of.
+pub const SAFE: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-const EARLY: [Early; 4] = [
-    Early {
-        fstype: "proc",
-        at: At::Proc,
-        flags: SAFE,
-        data: "",
+const fn early(fstype: &'static str, at: At, flags: MsFlags, data: &'static str) -> Entry {
+    Entry {
+        source: fstype,
+        fstype,
+        at,
+        sub: "",
+        flags,
+        data,
         required: true,
-    },
-    Early {
-        fstype: "sysfs",
-        at: At::Sys,
-        flags: SAFE,
-        data: "",
-        required: true,
-    },
+        background: false,
+    }
+}
+
+const EARLY: [Entry; 4] = [
+    early("proc", At::Proc, SAFE, ""),
+    early("sysfs", At::Sys, SAFE, ""),
     // Optional: without devtmpfs, stage 1 makes the nodes it needs itself
     // (from /sys/class/block/X/dev).
-    Early {
-        fstype: "devtmpfs",
-        at: At::Dev,
-        flags: MsFlags::MS_NOSUID,
-        data: "mode=0755",
+    Entry {
         required: false,
+        ..early("devtmpfs", At::Dev, MsFlags::MS_NOSUID, "mode=0755")
     },
-    Early {
-        fstype: "tmpfs",
-        at: At::Run,
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
-        data: "mode=0755",
-        required: true,
-    },
+    early(
+        "tmpfs",
+        At::Run,
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        "mode=0755",
+    ),
 ];
 
 /// Mounts /proc, /sys, /dev and /run.
 pub fn mount_all(env: &Env) -> Result<(), BootError> {
     for e in &EARLY {
-        let target = e.at.path(&env.paths);
-        let m = Mount::new(e.fstype, &target, e.fstype)
-            .flags(e.flags)
-            .data(e.data);
+        let target = e.target(&env.paths);
+        let m = e.mount(&env.paths);
         if env.kernel.is_mountpoint(&target) {
             log::debug!("# already mounted: {}", target.display());
             continue;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::kernel::{Kernel, Mount};
 
-/// Every place stage 1 touches, so tests can point them at a temp dir.
+/// Every place terra-init touches (stage 1, then stage 2 in the new root),
+/// so tests can point them at a temp dir.
 #[derive(Debug, Clone)]
 pub struct Paths {
     pub root: PathBuf,
@@ -28,6 +29,14 @@ pub struct Paths {
     pub newroot: PathBuf,
     /// The rescue shell.
     pub shell: PathBuf,
+    /// Stage 2: what is mounted (read before mounting and at shutdown).
+    pub mountinfo: PathBuf,
+    /// Stage 2: the image's host name.
+    pub hostname: PathBuf,
+    /// Stage 2: where the OS image declares its extra services.
+    pub services: PathBuf,
+    /// Stage 2: containerd's config, passed with `--config` when it exists.
+    pub containerd_config: PathBuf,
 }
 
 impl Default for Paths {
@@ -47,11 +56,15 @@ impl Default for Paths {
             partition: terra_layout::partition::RUNTIME_MOUNT.into(),
             newroot: terra_layout::initramfs::NEWROOT.into(),
             shell: "/bin/sh".into(),
+            mountinfo: "/proc/self/mountinfo".into(),
+            hostname: "/etc/hostname".into(),
+            services: "/etc/terra/services".into(),
+            containerd_config: "/etc/containerd/config.toml".into(),
         }
     }
 }
 
-/// The environment of one boot attempt.
+/// The environment of one boot attempt, and of stage 2 after it.
 pub struct Env<'k> {
     pub paths: Paths,
     pub kernel: &'k dyn Kernel,

@@ -43,15 +43,15 @@ pub fn fatal(env: &Env, mut err: BootError) -> ! {
         if switched {
             loop {
                 if rescue::available(&env.paths.shell) {
-                    rescue::run(&env.paths.shell, &env.paths.dev.join("console"));
+                    rescue::run(env.kernel, &env.paths.shell, &env.paths.dev.join("console"));
                 }
-                rescue::sleep_reaping(RETRY_EVERY);
+                rescue::sleep_reaping(env.kernel, RETRY_EVERY);
             }
         }
         if shell {
-            rescue::run(&env.paths.shell, &env.paths.dev.join("console"));
+            rescue::run(env.kernel, &env.paths.shell, &env.paths.dev.join("console"));
         } else {
-            rescue::sleep_reaping(RETRY_EVERY);
+            rescue::sleep_reaping(env.kernel, RETRY_EVERY);
         }
         log::info!("retrying the boot");
         undo_mounts(env);

@@ -54,10 +54,13 @@ pub fn run(env: &Env, params: &BootParams, booted: &Booted) -> Result<Infallible
         Plan::Supervise => {
             log::info!("handoff: supervise");
             crate::logger::restore_ratelimit();
-            stage2::run(Handover {
-                version: booted.name.clone(),
-                debug: params.debug,
-            })
+            stage2::run(
+                env,
+                Handover {
+                    version: booted.name.clone(),
+                    debug: params.debug,
+                },
+            )
         }
     }
 }

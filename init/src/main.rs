@@ -25,8 +25,6 @@ mod kernel;
 mod logger;
 mod modules;
 mod rescue;
-// Stage 2 keeps its own few ioctls (with SAFETY comments) in its host module.
-#[allow(unsafe_code)]
 mod stage2;
 mod switch_root;
 mod sys;
@@ -39,13 +37,14 @@ use std::time::Instant;
 use env::{Env, Paths};
 use error::BootError;
 use kernel::real::Real;
+use kernel::Kernel;
 use timeline::Timeline;
 
 static REAL: Real = Real;
 
 fn main() {
     let started = Instant::now();
-    let uptime = timeline::uptime();
+    let uptime = REAL.uptime();
     logger::install();
     std::panic::set_hook(Box::new(panic_hook));
     let mut env = Env::new(Paths::default(), &REAL, started);

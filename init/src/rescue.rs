@@ -5,10 +5,10 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use nix::sys::wait::{waitpid, WaitPidFlag};
 use terra_layout::BootParams;
 
 use crate::env::Env;
+use crate::kernel::{Kernel, Reaped};
 
 /// A shell can be run (`/bin/sh` exists: `mkinitrd --shell`, or the new root's).
 pub fn available(shell: &Path) -> bool {
@@ -16,7 +16,7 @@ pub fn available(shell: &Path) -> bool {
 }
 
 /// Runs the shell on the console and waits for it to exit.
-pub fn run(shell: &Path, console: &Path) {
+pub fn run(k: &dyn Kernel, shell: &Path, console: &Path) {
     log::warn!("starting rescue shell {}", shell.display());
     let mut cmd = crate::sys::console_command(shell);
     cmd.arg0("sh").env("PS1", "(terra rescue) \\w # ");
@@ -31,10 +31,10 @@ pub fn run(shell: &Path, console: &Path) {
         Ok(s) => log::info!("rescue shell exited ({s})"),
         Err(e) => {
             log::error!("cannot start the rescue shell {}: {e}", shell.display());
-            std::thread::sleep(Duration::from_secs(5));
+            k.sleep(Duration::from_secs(5));
         }
     }
-    reap();
+    reap(k);
 }
 
 /// `terra.shell`: a shell before switching root; booting goes on when it exits.
@@ -54,25 +54,41 @@ pub fn before_switch(env: &Env, params: &BootParams) {
         "terra.shell: the new root is mounted at {}; exit the shell to continue booting",
         env.paths.newroot.display()
     );
-    run(shell, &env.paths.dev.join("console"));
+    run(env.kernel, shell, &env.paths.dev.join("console"));
 }
 
-/// PID 1 adopts orphans: collect the ones that have exited.
-pub fn reap() {
-    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-        if status == nix::sys::wait::WaitStatus::StillAlive {
-            break;
-        }
-    }
+/// PID 1 adopts orphans: collect the ones that have exited (through the
+/// kernel seam's one reaper).
+pub fn reap(k: &dyn Kernel) {
+    while let Ok(Reaped::Child(..)) = k.reap() {}
 }
 
 /// Sleeps, reaping orphans meanwhile.
-pub fn sleep_reaping(total: Duration) {
+pub fn sleep_reaping(k: &dyn Kernel, total: Duration) {
     let step = Duration::from_millis(250);
     let mut slept = Duration::ZERO;
     while slept < total {
-        std::thread::sleep(step);
+        k.sleep(step);
         slept += step;
-        reap();
+        reap(k);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::fake::Fake;
+    use crate::kernel::{Pid, Signal, Target};
+
+    #[test]
+    fn sleeping_reaps_the_orphans_that_ended() {
+        let k = Fake::default();
+        k.adopt(Pid(40));
+        k.adopt(Pid(41));
+        k.kill(Target::Process(Pid(40)), Signal::SIGKILL).unwrap();
+        sleep_reaping(&k, Duration::from_secs(1));
+        assert_eq!(k.elapsed(), Duration::from_secs(1));
+        assert_eq!(k.alive(), [Pid(41)]);
+        assert_eq!(k.reap().unwrap(), Reaped::Running);
     }
 }

@@ -1,11 +1,16 @@
-//! The only `unsafe` in terra-init: preparing the rescue shell's process
-//! between fork and exec.
+//! The only `unsafe` in terra-init, each block with its reason: preparing
+//! the rescue shell's process between fork and exec, and the two interface
+//! ioctls that bring a network link up (nix has no safe wrapper for them).
 
 #![allow(unsafe_code)]
 
+use std::io;
+use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
+
+use nix::libc;
 
 /// A command that runs in its own session with the console (its stdin) as
 /// controlling terminal, so the shell has job control and Ctrl-C works.
@@ -18,10 +23,44 @@ pub fn console_command(path: &Path) -> Command {
     // codes are deliberately ignored.
     unsafe {
         cmd.pre_exec(|| {
-            nix::libc::setsid();
-            nix::libc::ioctl(0, nix::libc::TIOCSCTTY, 1);
+            libc::setsid();
+            libc::ioctl(0, libc::TIOCSCTTY, 1);
             Ok(())
         });
     }
     cmd
+}
+
+nix::ioctl_read_bad!(get_flags, libc::SIOCGIFFLAGS, libc::ifreq);
+nix::ioctl_write_ptr_bad!(set_flags, libc::SIOCSIFFLAGS, libc::ifreq);
+
+/// Sets IFF_UP and IFF_RUNNING on interface `name`, through `sock` (an open
+/// AF_INET datagram socket).
+pub fn set_link_up(sock: RawFd, name: &str) -> io::Result<()> {
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("interface name {name:?} is longer than IFNAMSIZ"),
+        ));
+    }
+    // SAFETY: ifreq is plain old data (C struct of arrays and a union of
+    // integers and plain structs); all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    // The name is shorter than the array (checked above): it stays
+    // NUL-terminated by the zeroed tail.
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: `sock` is an open socket and `req` a valid, exclusively
+    // borrowed ifreq naming the interface, as SIOCGIFFLAGS expects
+    // (netdevice(7)); the kernel writes only into `req`.
+    unsafe { get_flags(sock, &mut req) }?;
+    // SAFETY: SIOCGIFFLAGS just filled in `ifru_flags`, so that member of
+    // the union is the initialised one.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    req.ifr_ifru.ifru_flags = flags | (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: as for SIOCGIFFLAGS; SIOCSIFFLAGS only reads the name and the
+    // flags from `req`.
+    unsafe { set_flags(sock, &req) }?;
+    Ok(())
 }

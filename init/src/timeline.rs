@@ -1,4 +1,5 @@
-//! Step 7: the boot timeline, for the kernel log and `/run/terra/boot.json`.
+//! Step 7: the boot timeline, for the kernel log and `/run/terra/boot.json`;
+//! stage 2 times its set-up steps with one too.
 //!
 //! ```json
 //! {"uptime_at_start_ms": 1562.3, "total_ms": 48.1,
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-/// One step of stage 1.
+/// One step of stage 1 (or of stage 2's set-up).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Step {
     pub name: &'static str,
@@ -41,13 +42,6 @@ pub struct Timeline {
 /// Milliseconds with two decimals (10 µs is plenty).
 fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 100_000.0).round() / 100.0
-}
-
-/// The kernel's uptime now (CLOCK_BOOTTIME).
-pub fn uptime() -> Duration {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(Duration::from)
-        .unwrap_or_default()
 }
 
 impl Timeline {

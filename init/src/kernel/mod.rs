@@ -1,18 +1,25 @@
-//! The one seam between stage 1 and the kernel.
+//! The one seam between terra-init and the kernel, for both stages.
 //!
 //! Every call that changes the system (mount, mkdir, mknod, chroot, exec,
-//! finit_module, ...) goes through [`Kernel`], passed explicitly. The real
-//! implementation ([`real::Real`]) calls the kernel through `nix`; the
-//! recording fake (`fake::Fake`, tests only) writes each call down as a shell
-//! line, so the order of mounts in switch root and the overlay options are
-//! unit-tested without root.
+//! finit_module, kill, waitpid, reboot, ...) goes through [`Kernel`], passed
+//! explicitly. The real implementation ([`real::Real`]) calls the kernel
+//! through `nix` and `std`; the recording fake (`fake::Fake`, tests only)
+//! writes each call down as a shell line, so the order of mounts in switch
+//! root, the overlay options, stage 2's shutdown order and the supervisor's
+//! restarts are unit-tested without root. Time (`now`, `sleep`) is on the
+//! seam too, so the fake can step it and back-off is tested without waiting.
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use nix::mount::MsFlags;
+pub use nix::errno::Errno;
+pub use nix::mount::MsFlags;
 
+mod process;
 pub mod real;
+
+pub use process::{Exit, Pid, PowerAction, Reaped, Received, Signal, Spawn, Spawned, Target};
 
 #[cfg(test)]
 pub mod fake;
@@ -145,8 +152,14 @@ pub struct Removed {
     pub failed: u64,
 }
 
-/// The system calls stage 1 makes. Errors are `io::Error` (errno kept).
-pub trait Kernel {
+/// The errno of an error from [`Kernel`], if it has one.
+pub fn errno(e: &io::Error) -> Option<Errno> {
+    e.raw_os_error().map(Errno::from_raw)
+}
+
+/// The system calls terra-init makes. Errors are `io::Error` (errno kept).
+/// `Sync`, so that stage 2's background threads may share it.
+pub trait Kernel: Sync {
     fn mount(&self, m: &Mount) -> io::Result<()>;
     /// Lazy unmount (`umount -l`): detaches the mount and everything under it.
     fn umount_detach(&self, target: &Path) -> io::Result<()>;
@@ -170,6 +183,39 @@ pub trait Kernel {
     /// Deletes everything under `root` that lives on the filesystem `dev`,
     /// never crossing into another mount.
     fn remove_tree(&self, root: &Path, dev: u64) -> io::Result<Removed>;
+
+    // Stage 2: the running system.
+
+    /// umount(2) without flags.
+    fn umount(&self, target: &Path) -> io::Result<()>;
+    /// `mount -o remount,ro TARGET`: flushes the filesystem and marks it clean.
+    fn remount_read_only(&self, target: &Path) -> io::Result<()>;
+    /// sync(2).
+    fn sync(&self);
+    /// Ends the machine; returns only on failure.
+    fn reboot(&self, how: PowerAction) -> io::Error;
+    /// Whether ctrl-alt-del reboots at once (true) or sends SIGINT to PID 1.
+    fn set_ctrl_alt_del(&self, reboots: bool) -> io::Result<()>;
+    fn kill(&self, to: Target, sig: Signal) -> io::Result<()>;
+    /// The one reaper: collects one ended child, if any (waitpid(-1, WNOHANG)).
+    fn reap(&self) -> io::Result<Reaped>;
+    /// Starts a service. Through the seam (not `std::process` in stage 2),
+    /// so the supervisor's starts and restarts are tested with the fake.
+    fn spawn(&self, cmd: &Spawn) -> io::Result<Spawned>;
+    /// Whether a unix socket accepts a connection (a service's ready check).
+    fn connects(&self, socket: &Path) -> bool;
+    fn set_hostname(&self, name: &str) -> io::Result<()>;
+    /// `ip link set NAME up`.
+    fn link_up(&self, name: &str) -> io::Result<()>;
+    /// Blocks `signals` and makes them readable by [`Kernel::wait_signals`].
+    fn block_signals(&self, signals: &[Signal]) -> io::Result<()>;
+    /// Waits up to `timeout` for blocked signals; empty on timeout.
+    fn wait_signals(&self, timeout: Duration) -> io::Result<Vec<Received>>;
+    /// The monotonic clock.
+    fn now(&self) -> Instant;
+    fn sleep(&self, d: Duration);
+    /// The kernel's uptime (CLOCK_BOOTTIME, the clock of /proc/uptime).
+    fn uptime(&self) -> Duration;
 
     /// A directory is a mount point if its filesystem differs from its
     /// parent's (good enough for the fresh mounts of stage 1; bind mounts of

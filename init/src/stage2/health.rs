@@ -2,13 +2,14 @@
 
 use std::path::Path;
 
-use terra_layout::partition::RUNTIME_MOUNT;
 use terra_layout::{Metadata, Partition};
 
+use crate::env::Env;
+
 /// Sets `boot.good` of the booted version in the running system's
-/// partition (`/run/terra/partition`).
-pub fn mark_boot_good(version: &str) {
-    mark_good_at(Path::new(RUNTIME_MOUNT), version);
+/// partition (`Paths::partition`, `/run/terra/partition`).
+pub fn mark_boot_good(env: &Env, version: &str) {
+    mark_good_at(&env.paths.partition, version);
 }
 
 /// Sets `boot.good` of `version` in `ov/metadata.db` under `root`

@@ -1,13 +1,11 @@
 //! The host's identity and its loopback interface.
 
-use std::os::fd::AsRawFd;
-use std::path::Path;
-
-use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+use crate::env::Env;
 
 /// Sets the hostname from the image's `/etc/hostname` (first word); a
 /// missing or bad file keeps the kernel's name and says so.
-pub fn set_hostname(file: &Path) {
+pub fn set_hostname(env: &Env) {
+    let file = &env.paths.hostname;
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => {
@@ -19,7 +17,7 @@ pub fn set_hostname(file: &Path) {
         }
     };
     match parse_hostname(&text) {
-        Some(name) => match nix::unistd::sethostname(&name) {
+        Some(name) => match env.kernel.set_hostname(&name) {
             Ok(()) => log::info!("hostname {name}"),
             Err(e) => log::error!("hostname {name}: {e}"),
         },
@@ -44,46 +42,22 @@ pub fn parse_hostname(text: &str) -> Option<String> {
     ok.then(|| word.to_string())
 }
 
-nix::ioctl_read_bad!(get_flags, nix::libc::SIOCGIFFLAGS, nix::libc::ifreq);
-nix::ioctl_write_ptr_bad!(set_flags, nix::libc::SIOCSIFFLAGS, nix::libc::ifreq);
-
 /// `ip link set lo up`: containers' own network namespaces have their own
 /// loopback, but the host's services (containerd's CRI streaming server,
 /// exporters) listen on 127.0.0.1.
-pub fn loopback_up() {
-    match set_up("lo") {
+pub fn loopback_up(env: &Env) {
+    match env.kernel.link_up("lo") {
         Ok(()) => log::debug!("ip link set lo up"),
         Err(e) => log::error!("ip link set lo up: {e}"),
     }
 }
 
-fn set_up(name: &str) -> Result<(), String> {
-    let sock = socket(
-        AddressFamily::Inet,
-        SockType::Datagram,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| format!("socket: {e}"))?;
-    // SAFETY: ifreq is plain old data; all-zero is a valid value.
-    let mut req: nix::libc::ifreq = unsafe { std::mem::zeroed() };
-    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
-        *dst = src as nix::libc::c_char;
-    }
-    // SAFETY: the socket is open and `req` is a valid ifreq naming the
-    // interface, as SIOCGIFFLAGS expects (netdevice(7)).
-    unsafe { get_flags(sock.as_raw_fd(), &mut req) }.map_err(|e| format!("SIOCGIFFLAGS: {e}"))?;
-    // SAFETY: reading the union member SIOCGIFFLAGS just filled in.
-    let flags = unsafe { req.ifr_ifru.ifru_flags };
-    req.ifr_ifru.ifru_flags = flags | (nix::libc::IFF_UP | nix::libc::IFF_RUNNING) as i16;
-    // SAFETY: as above; SIOCSIFFLAGS reads the name and the flags.
-    unsafe { set_flags(sock.as_raw_fd(), &req) }.map_err(|e| format!("SIOCSIFFLAGS: {e}"))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::Paths;
+    use crate::kernel::fake::Fake;
+    use std::time::Instant;
 
     #[test]
     fn hostname_is_the_first_word() {
@@ -99,5 +73,21 @@ mod tests {
         for bad in ["", "\n\n", "-x", "a/b", "naïve", &"a".repeat(65)] {
             assert_eq!(parse_hostname(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sets_the_image_hostname_and_brings_lo_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            hostname: dir.path().join("hostname"),
+            ..Paths::default()
+        };
+        let k = Fake::default();
+        let env = Env::new(paths, &k, Instant::now());
+        set_hostname(&env); // missing file: the kernel's name stays
+        std::fs::write(dir.path().join("hostname"), "node-1\n").unwrap();
+        set_hostname(&env);
+        loopback_up(&env);
+        assert_eq!(k.calls(), ["hostname node-1", "ip link set lo up"]);
     }
 }

@@ -12,7 +12,11 @@
 //!   ->  stop services, kill the rest, sync, unmount / remount ro, reboot(2)
 //! ```
 //!
-//! Every step logs and survives its own failure: PID 1 never dies.
+//! Stage 2 keeps stage 1's rules: it runs on the same [`Env`] (its paths
+//! come from [`crate::env::Paths`], every system call goes through
+//! [`crate::kernel::Kernel`]), so its shutdown order and its supervisor are
+//! unit-tested with the recording fake. Every step logs and survives its own
+//! failure: PID 1 never dies.
 
 mod health;
 mod host;
@@ -23,7 +27,11 @@ mod shutdown;
 mod signals;
 mod supervise;
 
-use std::path::Path;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use crate::env::Env;
+use crate::timeline::Timeline;
 
 /// What stage 1 hands over to stage 2.
 #[derive(Debug, Clone)]
@@ -34,64 +42,49 @@ pub struct Handover {
     pub debug: bool,
 }
 
-/// Where the OS image declares its extra services.
-pub const SERVICES_DIR: &str = "/etc/terra/services";
-
 /// Runs the system; never returns.
-pub fn run(h: Handover) -> ! {
+pub fn run(env: &Env, h: Handover) -> ! {
+    let k = env.kernel;
     log::info!(
         "stage 2: running version {} as PID 1 (uptime {:.3} s)",
         h.version,
-        uptime()
+        secs(k.uptime())
     );
+    // The set-up steps are timed like stage 1's (logged with terra.debug).
+    let mut t = Timeline::new(k.now(), k.uptime());
     // Signals first, so none sent during set-up is lost (they wait, blocked,
     // until the supervisor reads them).
-    let step = Step(h.debug);
-    let signals = step.run("signals", signals::Signals::new);
-    step.run("ctrl-alt-del", signals::disable_ctrl_alt_del);
-    step.run("mounts", || {
-        mounts::mount_all(mounts::CONTAINER_HOST, false)
+    t.step("signals", || signals::block(env));
+    t.step("ctrl-alt-del", || signals::disable_ctrl_alt_del(env));
+    t.step("mounts", || {
+        mounts::mount_all(env, mounts::CONTAINER_HOST, false)
     });
-    mounts::in_background(mounts::CONTAINER_HOST);
-    step.run("hostname", || {
-        host::set_hostname(Path::new("/etc/hostname"))
-    });
-    step.run("loopback", host::loopback_up);
-    let specs = step.run("services", || services::load(Path::new(SERVICES_DIR)));
-    if h.debug {
-        for s in &specs {
-            log::info!("service {}: {:?}", s.name, s);
+    // A scope, so the background mounts may borrow the environment; it never
+    // ends (shutdown does not return), so it never waits for them either.
+    match std::thread::scope(|scope| -> Infallible {
+        mounts::in_background(scope, env, mounts::CONTAINER_HOST);
+        t.step("hostname", || host::set_hostname(env));
+        t.step("loopback", || host::loopback_up(env));
+        let specs = t.step("services", || services::load(env));
+        if h.debug {
+            for s in &specs {
+                log::info!("service {}: {:?}", s.name, s);
+            }
+            log::info!("stage 2 set-up {}", t.summary());
         }
-    }
-    let mut sup = supervise::Supervisor::new(specs, h.version.clone());
-    let action = sup.run(&signals);
-    sup.stop_all();
-    shutdown::shutdown(action)
+        let mut sup = supervise::Supervisor::new(env, specs, h.version.clone());
+        let action = sup.run();
+        sup.stop_all();
+        shutdown::shutdown(env, action)
+    }) {}
 }
 
-/// With `terra.debug`, logs how long each set-up step took.
-struct Step(bool);
-
-impl Step {
-    fn run<T>(&self, name: &str, f: impl FnOnce() -> T) -> T {
-        let start = std::time::Instant::now();
-        let out = f();
-        if self.0 {
-            log::info!(
-                "stage 2: {name} {:.1} ms",
-                start.elapsed().as_secs_f64() * 1000.0
-            );
-        }
-        out
-    }
+/// Seconds, for log lines that make up the boot timeline.
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
 }
 
-/// Seconds since boot (`CLOCK_BOOTTIME`, the clock of /proc/uptime), for log
-/// lines that make up the boot timeline.
-pub fn uptime() -> f64 {
-    use nix::time::{clock_gettime, ClockId};
-    match clock_gettime(ClockId::CLOCK_BOOTTIME) {
-        Ok(t) => t.tv_sec() as f64 + t.tv_nsec() as f64 / 1e9,
-        Err(_) => 0.0,
-    }
+/// An error and its causes on one line, for the log.
+fn chain(err: &dyn std::error::Error) -> String {
+    crate::error::chain(err).join(": ")
 }

@@ -14,6 +14,20 @@ pub struct MountInfo {
     pub options: String,
 }
 
+impl MountInfo {
+    /// A mount known only by its target (when mountinfo cannot be read).
+    pub fn at(target: &str) -> Self {
+        Self {
+            id: 0,
+            parent: 0,
+            target: target.to_string(),
+            fstype: String::new(),
+            source: String::new(),
+            options: String::new(),
+        }
+    }
+}
+
 /// Parses the whole file; malformed lines are skipped.
 pub fn parse(text: &str) -> Vec<MountInfo> {
     text.lines().filter_map(parse_line).collect()

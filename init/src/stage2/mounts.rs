@@ -1,176 +1,142 @@
 //! The mounts a container host needs and an OS image may not set up itself,
-//! as a table. Each entry is idempotent (skipped when something is already
-//! mounted there) and logged as its shell equivalent.
+//! as a table of stage 1's [`Entry`] type, printed by the same renderer.
+//! Each entry is idempotent (skipped when something is already mounted
+//! there) and logged as its shell equivalent.
 
 use std::path::Path;
+use std::thread::Scope;
 
-use nix::mount::{mount, MsFlags};
+use crate::early::{At, Entry, SAFE};
+use crate::env::Env;
+use crate::kernel::MsFlags;
 
 use super::mountinfo;
 
-/// One mount of the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Entry {
-    pub source: &'static str,
-    pub target: &'static str,
-    pub fstype: &'static str,
-    pub flags: MsFlags,
-    pub data: &'static str,
-    /// A required mount that fails is logged as an error; an optional one as
-    /// a warning (the kernel may lack it). Neither stops the boot.
-    pub required: bool,
-    /// Mounted by a thread of its own while containerd starts: nothing
-    /// needs it sooner, and it is slow.
-    pub background: bool,
+/// A stage 2 entry (never fatal; see [`Entry::required`]).
+const fn entry(
+    source: &'static str,
+    fstype: &'static str,
+    at: At,
+    sub: &'static str,
+    flags: MsFlags,
+    data: &'static str,
+) -> Entry {
+    Entry {
+        source,
+        fstype,
+        at,
+        sub,
+        flags,
+        data,
+        required: true,
+        background: false,
+    }
 }
-
-const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
-    .union(MsFlags::MS_NODEV)
-    .union(MsFlags::MS_NOEXEC);
 
 /// What containerd and runc expect to find (the set systemd mounts too).
 pub const CONTAINER_HOST: &[Entry] = &[
     // runc (cgroup v2 mode) and containerd's cgroup metrics.
-    Entry {
-        source: "cgroup2",
-        target: "/sys/fs/cgroup",
-        fstype: "cgroup2",
-        flags: NOSUID_NODEV_NOEXEC.union(MsFlags::MS_RELATIME),
-        data: "nsdelegate",
-        required: true,
-        background: false,
-    },
+    entry(
+        "cgroup2",
+        "cgroup2",
+        At::Sys,
+        "fs/cgroup",
+        SAFE.union(MsFlags::MS_RELATIME),
+        "nsdelegate",
+    ),
     // Terminals for `ctr run -t` and shells; a private instance whose ptmx
     // everybody may open (/dev/ptmx is made a link to it below).
-    Entry {
-        source: "devpts",
-        target: "/dev/pts",
-        fstype: "devpts",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
-        data: "newinstance,ptmxmode=0666,mode=0620,gid=5",
-        required: true,
-        background: false,
-    },
+    entry(
+        "devpts",
+        "devpts",
+        At::Dev,
+        "pts",
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NOEXEC),
+        "newinstance,ptmxmode=0666,mode=0620,gid=5",
+    ),
     // POSIX shared memory.
-    Entry {
-        source: "shm",
-        target: "/dev/shm",
-        fstype: "tmpfs",
-        flags: MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
-        data: "mode=1777",
-        required: true,
-        background: false,
-    },
+    entry(
+        "shm",
+        "tmpfs",
+        At::Dev,
+        "shm",
+        MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV),
+        "mode=1777",
+    ),
     // POSIX message queues.
     Entry {
-        source: "mqueue",
-        target: "/dev/mqueue",
-        fstype: "mqueue",
-        flags: NOSUID_NODEV_NOEXEC,
-        data: "",
         required: false,
-        background: false,
+        ..entry("mqueue", "mqueue", At::Dev, "mqueue", SAFE, "")
     },
     // LSM policy files (AppArmor profiles, IMA).
     Entry {
-        source: "securityfs",
-        target: "/sys/kernel/security",
-        fstype: "securityfs",
-        flags: NOSUID_NODEV_NOEXEC,
-        data: "",
         required: false,
-        background: false,
+        ..entry(
+            "securityfs",
+            "securityfs",
+            At::Sys,
+            "kernel/security",
+            SAFE,
+            "",
+        )
     },
     // Pinned eBPF objects (CNI plugins such as Cilium).
     // Mounting it makes the kernel run modprobe for bpf_preload (130 ms
     // under TCG, more than everything else here): in the background.
     Entry {
-        source: "bpf",
-        target: "/sys/fs/bpf",
-        fstype: "bpf",
-        flags: NOSUID_NODEV_NOEXEC,
-        data: "mode=700",
         required: false,
         background: true,
+        ..entry("bpf", "bpf", At::Sys, "fs/bpf", SAFE, "mode=700")
     },
 ];
 
-/// The shell equivalent of an entry, for the log.
-pub fn shell_line(e: &Entry) -> String {
-    let mut opts: Vec<&str> = Vec::new();
-    for (flag, name) in [
-        (MsFlags::MS_NOSUID, "nosuid"),
-        (MsFlags::MS_NODEV, "nodev"),
-        (MsFlags::MS_NOEXEC, "noexec"),
-        (MsFlags::MS_RELATIME, "relatime"),
-        (MsFlags::MS_RDONLY, "ro"),
-    ] {
-        if e.flags.contains(flag) {
-            opts.push(name);
-        }
-    }
-    if !e.data.is_empty() {
-        opts.push(e.data);
-    }
-    let o = if opts.is_empty() {
-        String::new()
-    } else {
-        format!(" -o {}", opts.join(","))
-    };
-    format!("mount -t {}{} {} {}", e.fstype, o, e.source, e.target)
-}
-
 /// Mounts the entries whose `background` is `background`; logs and goes on
 /// when one fails.
-pub fn mount_all(table: &[Entry], background: bool) {
-    let mounted = match std::fs::read_to_string("/proc/self/mountinfo") {
+pub fn mount_all(env: &Env, table: &[Entry], background: bool) {
+    let mounted = match std::fs::read_to_string(&env.paths.mountinfo) {
         Ok(text) => mountinfo::parse(&text),
         Err(e) => {
-            log::warn!("reading /proc/self/mountinfo: {e}; mounting everything");
+            log::warn!(
+                "reading {}: {e}; mounting everything",
+                env.paths.mountinfo.display()
+            );
             Vec::new()
         }
     };
     for e in table.iter().filter(|e| e.background == background) {
-        if mounted.iter().any(|m| m.target == e.target) {
-            log::debug!("{} is already mounted", e.target);
+        let target = e.target(&env.paths);
+        if mounted.iter().any(|m| Path::new(&m.target) == target) {
+            log::debug!("{} is already mounted", target.display());
             continue;
         }
-        let start = std::time::Instant::now();
-        match mount_one(e) {
-            Ok(()) => log::debug!(
-                "{} ({:.1} ms)",
-                shell_line(e),
-                start.elapsed().as_secs_f64() * 1000.0
-            ),
-            Err(err) if e.required => log::error!("{}: {err}", shell_line(e)),
-            Err(err) => log::warn!("{}: {err} (optional, going on)", shell_line(e)),
+        let m = e.mount(&env.paths);
+        // Env::mount logs the line and its time with terra.debug.
+        match env.mkdir(&target, 0o755).and_then(|()| env.mount(&m)) {
+            Ok(()) => {}
+            Err(err) if e.required => log::error!("{}: {err}", m.to_shell()),
+            Err(err) => log::warn!("{}: {err} (optional, going on)", m.to_shell()),
         }
     }
     if !background {
-        ptmx_link(Path::new("/dev"));
+        ptmx_link(&env.paths.dev);
     }
 }
 
 /// Mounts the `background` entries from a thread of its own (inline if no
 /// thread can be made).
-pub fn in_background(table: &'static [Entry]) {
+pub fn in_background<'s>(scope: &'s Scope<'s, '_>, env: &'s Env, table: &'static [Entry]) {
+    // Env's mount plan is not shared between threads: the thread gets an
+    // Env of its own on the same paths and kernel.
+    let (paths, kernel, started) = (env.paths.clone(), env.kernel, env.started);
     let spawned = std::thread::Builder::new()
         .name("mounts".into())
-        .spawn(move || mount_all(table, true));
+        .spawn_scoped(scope, move || {
+            mount_all(&Env::new(paths, kernel, started), table, true)
+        });
     if let Err(e) = spawned {
         log::warn!("no thread for the background mounts ({e}); mounting them now");
-        mount_all(table, true);
+        mount_all(env, table, true);
     }
-}
-
-fn mount_one(e: &Entry) -> Result<(), String> {
-    std::fs::create_dir_all(e.target).map_err(|err| format!("mkdir {}: {err}", e.target))?;
-    let data = if e.data.is_empty() {
-        None
-    } else {
-        Some(e.data)
-    };
-    mount(Some(e.source), e.target, Some(e.fstype), e.flags, data).map_err(|err| err.to_string())
 }
 
 /// Makes `/dev/ptmx` a link to `pts/ptmx`, so that it opens the private
@@ -198,27 +164,81 @@ fn ptmx_link(dev: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::Paths;
+    use crate::kernel::fake::Fake;
+    use std::time::Instant;
 
     #[test]
     fn shell_lines_read_like_mount_commands() {
+        let p = Paths::default();
         assert_eq!(
-            shell_line(&CONTAINER_HOST[0]),
+            CONTAINER_HOST[0].mount(&p).to_shell(),
             "mount -t cgroup2 -o nosuid,nodev,noexec,relatime,nsdelegate cgroup2 /sys/fs/cgroup"
         );
         assert_eq!(
-            shell_line(&CONTAINER_HOST[1]),
+            CONTAINER_HOST[1].mount(&p).to_shell(),
             "mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 devpts /dev/pts"
         );
     }
 
     #[test]
-    fn the_table_names_each_target_once_and_absolutely() {
+    fn the_table_names_each_target_once() {
+        let p = Paths::default();
         for (i, e) in CONTAINER_HOST.iter().enumerate() {
-            assert!(e.target.starts_with('/'), "{}", e.target);
-            assert!(CONTAINER_HOST[i + 1..].iter().all(|o| o.target != e.target));
+            assert!(!e.sub.is_empty() && !e.sub.starts_with('/'), "{}", e.sub);
+            let t = e.target(&p);
+            assert!(CONTAINER_HOST[i + 1..].iter().all(|o| o.target(&p) != t));
             // Nothing required may be late: containerd starts meanwhile.
-            assert!(!(e.background && e.required), "{}", e.target);
+            assert!(!(e.background && e.required), "{}", t.display());
         }
+    }
+
+    #[test]
+    fn mounts_what_is_not_mounted_in_table_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let paths = Paths {
+            sys: root.join("sys"),
+            dev: root.join("dev"),
+            mountinfo: root.join("mountinfo"),
+            ..Paths::default()
+        };
+        std::fs::create_dir_all(&paths.dev).unwrap();
+        let shm = paths.dev.join("shm");
+        std::fs::write(
+            &paths.mountinfo,
+            format!("30 1 0:9 / {} rw - tmpfs shm rw\n", shm.display()),
+        )
+        .unwrap();
+        let k = Fake::failing(&["mount -t mqueue"]);
+        let env = Env::new(paths, &k, Instant::now());
+        mount_all(&env, CONTAINER_HOST, false);
+        let r = root.display();
+        let mounts: Vec<String> = k
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("mount"))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                format!("mount -t cgroup2 -o nosuid,nodev,noexec,relatime,nsdelegate cgroup2 {r}/sys/fs/cgroup"),
+                format!("mount -t devpts -o nosuid,noexec,newinstance,ptmxmode=0666,mode=0620,gid=5 devpts {r}/dev/pts"),
+                format!("mount -t mqueue -o nosuid,nodev,noexec mqueue {r}/dev/mqueue"),
+                format!("mount -t securityfs -o nosuid,nodev,noexec securityfs {r}/sys/kernel/security"),
+            ]
+        );
+        // The failed optional mqueue is not in the plan; ptmx became a link.
+        assert_eq!(env.plan.borrow().len(), 3);
+        assert_eq!(
+            std::fs::read_link(root.join("dev/ptmx")).unwrap(),
+            Path::new("pts/ptmx")
+        );
+        mount_all(&env, CONTAINER_HOST, true);
+        assert_eq!(
+            k.calls().last().unwrap(),
+            &format!("mount -t bpf -o nosuid,nodev,noexec,mode=700 bpf {r}/sys/fs/bpf")
+        );
     }
 
     #[test]

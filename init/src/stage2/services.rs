@@ -18,16 +18,40 @@
 //! built-in containerd. A bad file is logged and skipped.
 
 use std::collections::BTreeMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::env::Env;
+
 /// The one service every Terra system runs.
 pub const CONTAINERD: &str = "containerd";
-/// containerd's binary, config and socket in the OS image.
+/// containerd's binary and socket in the OS image (its config is
+/// `Paths::containerd_config`).
 pub const CONTAINERD_BIN: &str = "/usr/bin/containerd";
-pub const CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 pub const CONTAINERD_SOCKET: &str = "/run/containerd/containerd.sock";
+
+/// Why a service is not run (or not run now).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("cannot read {}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("not a service declaration")]
+    Json(#[source] serde_json::Error),
+    #[error("argv must start with an absolute path, found {found:?}")]
+    RelativeArgv { found: Option<String> },
+    #[error("cannot start {program}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: io::Error,
+    },
+}
 
 /// When a service that ended is started again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -76,11 +100,12 @@ fn default_stop_timeout() -> u64 {
     10
 }
 
-/// containerd as Terra runs it when the image does not say otherwise.
-pub fn containerd(config_exists: bool) -> Spec {
+/// containerd as Terra runs it when the image does not say otherwise, with
+/// its config file if there is one.
+pub fn containerd(config: Option<&Path>) -> Spec {
     let mut argv = vec![CONTAINERD_BIN.to_string()];
-    if config_exists {
-        argv.extend(["--config".to_string(), CONTAINERD_CONFIG.to_string()]);
+    if let Some(config) = config {
+        argv.extend(["--config".to_string(), config.display().to_string()]);
     }
     Spec {
         name: CONTAINERD.to_string(),
@@ -96,13 +121,15 @@ pub fn containerd(config_exists: bool) -> Spec {
 }
 
 /// Parses one declaration; `stem` is its file name without `.json`.
-pub fn parse(stem: &str, text: &str) -> Result<Spec, String> {
-    let mut spec: Spec = serde_json::from_str(text).map_err(|e| e.to_string())?;
+pub fn parse(stem: &str, text: &str) -> Result<Spec, ServiceError> {
+    let mut spec: Spec = serde_json::from_str(text).map_err(ServiceError::Json)?;
     if spec.name.is_empty() {
         spec.name = stem.to_string();
     }
     if !matches!(spec.argv.first(), Some(a) if a.starts_with('/')) {
-        return Err("argv must start with an absolute path".to_string());
+        return Err(ServiceError::RelativeArgv {
+            found: spec.argv.first().cloned(),
+        });
     }
     if spec.name == CONTAINERD {
         spec.after.retain(|a| a != CONTAINERD);
@@ -114,7 +141,8 @@ pub fn parse(stem: &str, text: &str) -> Result<Spec, String> {
 /// then the declared services in an order where each comes after what it
 /// waits for. Bad files, unknown `after` names and cycles are logged; the
 /// services concerned are left out.
-pub fn load(dir: &Path) -> Vec<Spec> {
+pub fn load(env: &Env) -> Vec<Spec> {
+    let dir = &env.paths.services;
     let mut declared = Vec::new();
     match std::fs::read_dir(dir) {
         Ok(entries) => {
@@ -125,18 +153,24 @@ pub fn load(dir: &Path) -> Vec<Spec> {
                     continue;
                 };
                 match std::fs::read_to_string(&path)
-                    .map_err(|e| e.to_string())
+                    .map_err(|source| ServiceError::Read {
+                        path: path.clone(),
+                        source,
+                    })
                     .and_then(|t| parse(&stem, &t))
                 {
                     Ok(spec) => declared.push(spec),
-                    Err(e) => log::error!("service {}: {e}; skipped", path.display()),
+                    Err(e) => {
+                        log::error!("service {}: {}; skipped", path.display(), super::chain(&e))
+                    }
                 }
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => log::error!("services: reading {}: {e}", dir.display()),
     }
-    let builtin = containerd(Path::new(CONTAINERD_CONFIG).exists());
+    let config = &env.paths.containerd_config;
+    let builtin = containerd(config.exists().then_some(config.as_path()));
     order(builtin, declared)
 }
 
@@ -242,6 +276,13 @@ mod tests {
         ] {
             assert!(parse("x", bad).is_err(), "{bad}");
         }
+        match parse("x", r#"{"argv":["bin/x"]}"#) {
+            Err(e @ ServiceError::RelativeArgv { .. }) => assert_eq!(
+                e.to_string(),
+                "argv must start with an absolute path, found Some(\"bin/x\")"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn svc(name: &str, after: &[&str]) -> Spec {
@@ -253,7 +294,7 @@ mod tests {
     #[test]
     fn containerd_comes_first_and_dependents_after_what_they_wait_for() {
         let out = order(
-            containerd(false),
+            containerd(None),
             vec![svc("a", &["b"]), svc("b", &["containerd"]), svc("c", &[])],
         );
         let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
@@ -264,7 +305,7 @@ mod tests {
     #[test]
     fn cycles_and_unknown_names_do_not_stop_the_rest() {
         let out = order(
-            containerd(true),
+            containerd(Some(Path::new("/etc/containerd/config.toml"))),
             vec![svc("a", &["b"]), svc("b", &["a"]), svc("c", &["nope"])],
         );
         let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
@@ -272,7 +313,11 @@ mod tests {
         assert!(out[1].after.is_empty());
         assert_eq!(
             out[0].argv,
-            ["/usr/bin/containerd", "--config", CONTAINERD_CONFIG]
+            [
+                "/usr/bin/containerd",
+                "--config",
+                "/etc/containerd/config.toml"
+            ]
         );
     }
 
@@ -280,7 +325,7 @@ mod tests {
     fn the_image_may_replace_containerd() {
         let mine = parse("containerd", r#"{"argv":["/opt/containerd","-l","debug"]}"#).unwrap();
         assert!(mine.after.is_empty());
-        let out = order(containerd(false), vec![mine]);
+        let out = order(containerd(None), vec![mine]);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].argv[0], "/opt/containerd");
     }
@@ -291,8 +336,22 @@ mod tests {
         std::fs::write(dir.path().join("b.json"), r#"{"argv":["/b"]}"#).unwrap();
         std::fs::write(dir.path().join("a.json"), "not json").unwrap();
         std::fs::write(dir.path().join("README"), "x").unwrap();
-        let out = load(dir.path());
+        let k = crate::kernel::fake::Fake::default();
+        let paths = crate::env::Paths {
+            services: dir.path().to_path_buf(),
+            containerd_config: dir.path().join("config.toml"),
+            ..Default::default()
+        };
+        let env = Env::new(paths, &k, std::time::Instant::now());
+        let out = load(&env);
         let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["containerd", "b"]);
+        assert_eq!(out[0].argv, ["/usr/bin/containerd"]);
+        std::fs::write(dir.path().join("config.toml"), "").unwrap();
+        let config = dir.path().join("config.toml").display().to_string();
+        assert_eq!(
+            load(&env)[0].argv,
+            ["/usr/bin/containerd", "--config", &config]
+        );
     }
 }

@@ -1,108 +1,98 @@
 //! The orderly end: after the services are stopped (the supervisor does
-//! that), kill what is left, sync, unmount or remount read-only in reverse
-//! order (the root, then the partition last), and reboot(2).
+//! that, dependents first), kill what is left, sync, unmount or remount
+//! read-only in reverse order (the root, then the partition last), and
+//! reboot(2).
 
-use std::time::{Duration, Instant};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::reboot::{reboot, RebootMode};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
-use terra_layout::partition::RUNTIME_MOUNT;
+use crate::env::{Env, Paths};
+use crate::kernel::{errno, Errno, PowerAction, Reaped, Signal, Target};
 
 use super::mountinfo::{self, MountInfo};
 
-/// How the machine ends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    PowerOff,
-    Reboot,
-    Halt,
-}
-
 /// What everything left gets between SIGTERM and SIGKILL.
 const KILL_GRACE: Duration = Duration::from_secs(3);
-
-/// Mounts that stay: the kernel's own filesystems (nothing to flush, and
-/// /proc is read below) and what holds the partition's mount point.
-const KEEP: &[&str] = &["/proc", "/sys", "/dev", "/run", "/run/terra"];
+/// How long SIGKILLed processes get to be reaped.
+const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// One step of the unmount plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// Unmount; if busy, remount read-only.
-    Unmount(String),
+    Unmount(PathBuf),
     /// Remount read-only (the root cannot be unmounted).
-    ReadOnly(String),
+    ReadOnly(PathBuf),
 }
 
 /// The unmount plan for `mounts` (mountinfo order): everything but the kept
 /// ones in reverse order, then the root read-only, then the partition
 /// read-only.
-pub fn plan(mounts: &[MountInfo], partition: &str) -> Vec<Step> {
+pub fn plan(mounts: &[MountInfo], p: &Paths) -> Vec<Step> {
+    // Mounts that stay: the kernel's own filesystems (nothing to flush, and
+    // /proc is read below) and what holds the partition's mount point.
+    let keep = [&p.proc, &p.sys, &p.dev, &p.run, &p.run_terra];
+    let is = |m: &MountInfo, path: &Path| Path::new(&m.target) == path;
     let mut steps: Vec<Step> = mounts
         .iter()
         .rev()
-        .filter(|m| m.target != "/" && m.target != partition && !KEEP.contains(&m.target.as_str()))
-        .map(|m| Step::Unmount(m.target.clone()))
+        .filter(|m| !is(m, &p.root) && !is(m, &p.partition) && !keep.iter().any(|k| is(m, k)))
+        .map(|m| Step::Unmount(PathBuf::from(&m.target)))
         .collect();
     // A target mounted twice (a mount over a mount) needs one step per mount,
     // which the list above already has, top-most first.
-    if mounts.iter().any(|m| m.target == "/") {
-        steps.push(Step::ReadOnly("/".to_string()));
+    if mounts.iter().any(|m| is(m, &p.root)) {
+        steps.push(Step::ReadOnly(p.root.clone()));
     }
     // The partition cannot be unmounted (the root overlay keeps its upper
     // dir), and unmounting this one mount point would leave its superblock
     // alive and dirty: remount it read-only, which flushes the whole
     // filesystem and marks it clean.
-    if mounts.iter().any(|m| m.target == partition) {
-        steps.push(Step::ReadOnly(partition.to_string()));
+    if mounts.iter().any(|m| is(m, &p.partition)) {
+        steps.push(Step::ReadOnly(p.partition.clone()));
     }
     steps
 }
 
 /// Shuts down and never returns.
-pub fn shutdown(action: Action) -> ! {
+pub fn shutdown(env: &Env, action: PowerAction) -> ! {
+    let e = power_down(env, action);
+    log::error!("reboot({action:?}): {e}; the system is stopped, turn it off by hand");
+    loop {
+        env.kernel.sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Everything up to and with reboot(2); returns only its error.
+pub fn power_down(env: &Env, action: PowerAction) -> io::Error {
+    let k = env.kernel;
     log::info!("shutting down: {action:?}");
-    kill_everything();
-    nix::unistd::sync();
-    unmount_all();
-    nix::unistd::sync();
-    let mode = match action {
-        Action::PowerOff => RebootMode::RB_POWER_OFF,
-        Action::Reboot => RebootMode::RB_AUTOBOOT,
-        Action::Halt => RebootMode::RB_HALT_SYSTEM,
-    };
+    kill_everything(env);
+    k.sync();
+    unmount_all(env);
+    k.sync();
     log::info!(
         "{}",
         match action {
-            Action::PowerOff => "powering off",
-            Action::Reboot => "rebooting",
-            Action::Halt => "halting",
+            PowerAction::PowerOff => "powering off",
+            PowerAction::Reboot => "rebooting",
+            PowerAction::Halt => "halting",
         }
     );
-    let Err(e) = reboot(mode);
-    log::error!("reboot({mode:?}): {e}; the system is stopped, turn it off by hand");
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    k.reboot(action)
 }
 
 /// SIGTERM to every process but PID 1 (kill(2) with pid -1), a grace period
 /// reaping them, then SIGKILL and reap until none is left.
-fn kill_everything() {
-    for (sig, wait) in [
-        (Signal::SIGTERM, KILL_GRACE),
-        (Signal::SIGKILL, Duration::from_secs(10)),
-    ] {
-        match kill(Pid::from_raw(-1), sig) {
-            Err(Errno::ESRCH) => return, // nobody left
+fn kill_everything(env: &Env) {
+    for (sig, wait) in [(Signal::SIGTERM, KILL_GRACE), (Signal::SIGKILL, KILL_WAIT)] {
+        match env.kernel.kill(Target::All, sig) {
+            Err(e) if errno(&e) == Some(Errno::ESRCH) => return, // nobody left
             Err(e) => log::error!("kill(-1, {sig}): {e}"),
             Ok(()) => log::info!("sent {sig} to all processes"),
         }
-        if reap_all(wait) {
+        if reap_all(env, wait) {
             return;
         }
     }
@@ -110,18 +100,19 @@ fn kill_everything() {
 }
 
 /// Reaps until no child is left (true) or `limit` passed (false).
-fn reap_all(limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
+fn reap_all(env: &Env, limit: Duration) -> bool {
+    let k = env.kernel;
+    let deadline = k.now() + limit;
     loop {
-        match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-            Err(Errno::ECHILD) => return true,
-            Ok(WaitStatus::StillAlive) => {
-                if Instant::now() >= deadline {
+        match k.reap() {
+            Ok(Reaped::NoChildren) => return true,
+            Ok(Reaped::Child(pid, exit)) => log::debug!("reaped pid {pid}: {exit}"),
+            Ok(Reaped::Running) => {
+                if k.now() >= deadline {
                     return false;
                 }
-                std::thread::sleep(Duration::from_millis(10));
+                k.sleep(Duration::from_millis(10));
             }
-            Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
                 log::error!("waitpid: {e}");
                 return false;
@@ -130,89 +121,52 @@ fn reap_all(limit: Duration) -> bool {
     }
 }
 
-fn unmount_all() {
-    let mounts = match std::fs::read_to_string("/proc/self/mountinfo") {
+fn unmount_all(env: &Env) {
+    let p = &env.paths;
+    let mounts = match std::fs::read_to_string(&p.mountinfo) {
         Ok(text) => mountinfo::parse(&text),
         Err(e) => {
-            log::error!("reading /proc/self/mountinfo: {e}; only the root and the partition");
-            vec![
-                MountInfo {
-                    id: 0,
-                    parent: 0,
-                    target: "/".into(),
-                    fstype: String::new(),
-                    source: String::new(),
-                    options: String::new(),
-                },
-                MountInfo {
-                    id: 0,
-                    parent: 0,
-                    target: RUNTIME_MOUNT.into(),
-                    fstype: String::new(),
-                    source: String::new(),
-                    options: String::new(),
-                },
-            ]
+            log::error!(
+                "reading {}: {e}; only the root and the partition",
+                p.mountinfo.display()
+            );
+            [&p.root, &p.partition]
+                .into_iter()
+                .map(|t| MountInfo::at(&t.display().to_string()))
+                .collect()
         }
     };
-    for step in plan(&mounts, RUNTIME_MOUNT) {
+    for step in plan(&mounts, p) {
         match step {
-            Step::Unmount(target) => match umount2(target.as_str(), MntFlags::empty()) {
-                Ok(()) => log::debug!("umount {target}"),
+            Step::Unmount(target) => match env.kernel.umount(&target) {
+                Ok(()) => log::debug!("umount {}", target.display()),
                 Err(e) => {
-                    log::debug!("umount {target}: {e}; remounting read-only");
-                    read_only(&target);
+                    log::debug!("umount {}: {e}; remounting read-only", target.display());
+                    read_only(env, &target);
                 }
             },
-            Step::ReadOnly(target) => read_only(&target),
+            Step::ReadOnly(target) => read_only(env, &target),
         }
     }
 }
 
 /// `mount -o remount,ro TARGET`: the filesystem is flushed and marked clean
 /// (for ext4: the journal is committed, so no replay at the next mount).
-fn read_only(target: &str) {
-    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+fn read_only(env: &Env, target: &Path) {
+    let k = env.kernel;
     // EBUSY: a file is still open for writing; its process is dying (a
     // SIGKILLed process closes its files on the way out). Try a few times.
     for attempt in 1..=5 {
-        match mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
-            Ok(()) => return log::info!("mount -o remount,ro {target}"),
-            Err(Errno::EBUSY) if attempt < 5 => {
-                nix::unistd::sync();
-                std::thread::sleep(Duration::from_millis(200));
+        match k.remount_read_only(target) {
+            Ok(()) => return log::info!("mount -o remount,ro {}", target.display()),
+            Err(e) if errno(&e) == Some(Errno::EBUSY) && attempt < 5 => {
+                k.sync();
+                k.sleep(Duration::from_millis(200));
             }
-            Err(e) => return log::error!("mount -o remount,ro {target}: {e}"),
+            Err(e) => return log::error!("mount -o remount,ro {}: {e}", target.display()),
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unmounts_in_reverse_then_the_root_then_the_partition() {
-        let mounts = mountinfo::parse(
-            "\
-1 0 0:1 / / rw - overlay overlay rw
-2 1 0:2 / /proc rw - proc proc rw
-3 1 0:3 / /run rw - tmpfs tmpfs rw
-4 3 8:1 / /run/terra/partition rw - ext4 /dev/vda rw
-5 1 8:1 /vlc /var/lib/containerd rw - ext4 /dev/vda rw
-6 1 0:4 / /tmp rw - tmpfs tmpfs rw
-7 5 0:5 / /var/lib/containerd/x/rootfs rw - overlay overlay rw
-",
-        );
-        assert_eq!(
-            plan(&mounts, RUNTIME_MOUNT),
-            vec![
-                Step::Unmount("/var/lib/containerd/x/rootfs".into()),
-                Step::Unmount("/tmp".into()),
-                Step::Unmount("/var/lib/containerd".into()),
-                Step::ReadOnly("/".into()),
-                Step::ReadOnly(RUNTIME_MOUNT.into()),
-            ]
-        );
-    }
-}
+mod tests;

@@ -1,22 +1,16 @@
-//! The signals PID 1 acts on, read from a signalfd in the supervisor's loop.
+//! The signals PID 1 acts on, read through the kernel seam in the
+//! supervisor's loop, and what each one asks for.
 //!
-//! They are blocked first thing, so none sent during set-up is lost, and so
-//! the kernel queues them for PID 1 even without a handler (signal(7): a
-//! blocked signal is never discarded as ignored). Threads started later
-//! (the output readers) inherit the mask; services get a clean one (std's
-//! `Command` resets it in the child).
+//! They are blocked first thing, so none sent during set-up is lost (see
+//! `Kernel::block_signals` for why blocking is enough for PID 1).
 
-use std::os::fd::AsFd;
 use std::time::Duration;
 
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-
-use super::shutdown::Action;
+use crate::env::Env;
+use crate::kernel::{PowerAction, Signal};
 
 /// Every signal stage 2 handles.
-const HANDLED: [Signal; 8] = [
+pub const HANDLED: [Signal; 8] = [
     Signal::SIGCHLD,
     Signal::SIGTERM,
     Signal::SIGINT,
@@ -28,88 +22,52 @@ const HANDLED: [Signal; 8] = [
 ];
 
 /// What a signal to PID 1 asks for.
-pub fn meaning(sig: Signal) -> Option<Action> {
+pub fn meaning(sig: Signal) -> Option<PowerAction> {
     match sig {
         // `kill -TERM 1`, `terra poweroff`; busybox `poweroff` sends SIGUSR2;
         // SIGPWR comes from UPS daemons.
-        Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => Some(Action::PowerOff),
+        Signal::SIGTERM | Signal::SIGUSR2 | Signal::SIGPWR => Some(PowerAction::PowerOff),
         // ctrl-alt-del (see `disable_ctrl_alt_del`), `terra reboot`.
-        Signal::SIGINT => Some(Action::Reboot),
+        Signal::SIGINT => Some(PowerAction::Reboot),
         // busybox `halt`.
-        Signal::SIGUSR1 => Some(Action::Halt),
+        Signal::SIGUSR1 => Some(PowerAction::Halt),
         _ => None,
     }
 }
 
-pub struct Signals {
-    fd: Option<SignalFd>,
+/// Blocks the handled signals; without them, reaping goes on by polling.
+pub fn block(env: &Env) {
+    if let Err(e) = env.kernel.block_signals(&HANDLED) {
+        log::error!("blocking signals: {e}; reaping by polling, shutdown signals may be lost");
+    }
 }
 
-impl Signals {
-    /// Blocks the handled signals and opens the signalfd.
-    pub fn new() -> Self {
-        let mut mask = SigSet::empty();
-        for s in HANDLED {
-            mask.add(s);
-        }
-        if let Err(e) = mask.thread_block() {
-            log::error!("blocking signals: {e}; shutdown signals may be lost");
-        }
-        match SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC) {
-            Ok(fd) => Self { fd: Some(fd) },
-            Err(e) => {
-                log::error!("signalfd: {e}; reaping by polling, shutdown signals are lost");
-                Self { fd: None }
-            }
-        }
-    }
-
-    /// Waits up to `timeout` for signals; returns those that arrived (empty
-    /// on timeout). Without a signalfd it sleeps a little and reports SIGCHLD,
-    /// so that reaping goes on.
-    pub fn wait(&self, timeout: Duration) -> Vec<Signal> {
-        let Some(fd) = &self.fd else {
-            std::thread::sleep(timeout.min(Duration::from_millis(100)));
-            return vec![Signal::SIGCHLD];
-        };
-        let ms = timeout.as_millis().min(60_000) as u16;
-        let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => return Vec::new(),
-            Ok(_) => {}
-            Err(nix::errno::Errno::EINTR) => return Vec::new(),
-            Err(e) => {
-                log::error!("poll on the signalfd: {e}");
-                std::thread::sleep(Duration::from_millis(100));
-                return vec![Signal::SIGCHLD];
-            }
-        }
-        let mut out = Vec::new();
-        loop {
-            match fd.read_signal() {
-                Ok(Some(info)) => {
-                    if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
-                        if sig != Signal::SIGCHLD {
-                            log::info!("received {sig} from pid {}", info.ssi_pid);
-                        }
-                        out.push(sig);
-                    }
+/// Waits up to `timeout` for signals; returns those that arrived (empty on
+/// timeout). When they cannot be read, it pauses a little and reports
+/// SIGCHLD, so that reaping goes on.
+pub fn wait(env: &Env, timeout: Duration) -> Vec<Signal> {
+    match env.kernel.wait_signals(timeout) {
+        Ok(received) => received
+            .into_iter()
+            .map(|r| {
+                if r.signal != Signal::SIGCHLD {
+                    log::info!("received {} from pid {}", r.signal, r.from);
                 }
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("reading the signalfd: {e}");
-                    break;
-                }
-            }
+                r.signal
+            })
+            .collect(),
+        Err(e) => {
+            log::error!("waiting for signals: {e}");
+            env.kernel.sleep(Duration::from_millis(100));
+            vec![Signal::SIGCHLD]
         }
-        out
     }
 }
 
 /// Makes ctrl-alt-del send SIGINT to PID 1 instead of rebooting at once
 /// (reboot(2), LINUX_REBOOT_CMD_CAD_OFF), so it takes the orderly path.
-pub fn disable_ctrl_alt_del() {
-    if let Err(e) = nix::sys::reboot::set_cad_enabled(false) {
+pub fn disable_ctrl_alt_del(env: &Env) {
+    if let Err(e) = env.kernel.set_ctrl_alt_del(false) {
         log::warn!("reboot(CAD_OFF): {e}; ctrl-alt-del reboots without shutting down");
     }
 }
@@ -117,14 +75,43 @@ pub fn disable_ctrl_alt_del() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::Paths;
+    use crate::kernel::fake::{Fake, Tick};
+    use crate::kernel::{Exit, Kernel, Pid};
+    use std::time::Instant;
 
     #[test]
     fn signals_mean_what_the_readme_says() {
-        assert_eq!(meaning(Signal::SIGTERM), Some(Action::PowerOff));
-        assert_eq!(meaning(Signal::SIGUSR2), Some(Action::PowerOff));
-        assert_eq!(meaning(Signal::SIGINT), Some(Action::Reboot));
-        assert_eq!(meaning(Signal::SIGUSR1), Some(Action::Halt));
+        assert_eq!(meaning(Signal::SIGTERM), Some(PowerAction::PowerOff));
+        assert_eq!(meaning(Signal::SIGUSR2), Some(PowerAction::PowerOff));
+        assert_eq!(meaning(Signal::SIGINT), Some(PowerAction::Reboot));
+        assert_eq!(meaning(Signal::SIGUSR1), Some(PowerAction::Halt));
         assert_eq!(meaning(Signal::SIGCHLD), None);
         assert_eq!(meaning(Signal::SIGHUP), None);
+    }
+
+    #[test]
+    fn blocks_what_it_handles_and_reads_what_arrives() {
+        let k = Fake::default();
+        let env = Env::new(Paths::default(), &k, Instant::now());
+        block(&env);
+        disable_ctrl_alt_del(&env);
+        assert_eq!(
+            k.calls(),
+            [
+                "block SIGCHLD SIGTERM SIGINT SIGUSR1 SIGUSR2 SIGPWR SIGHUP SIGQUIT",
+                "ctrl-alt-del reboots=false",
+            ]
+        );
+        k.adopt(Pid(7));
+        k.script([
+            Tick::exit(Duration::from_secs(2), Pid(7), Exit::Exited(0)),
+            Tick::signal(Duration::ZERO, Signal::SIGTERM),
+        ]);
+        assert!(wait(&env, Duration::from_secs(1)).is_empty());
+        assert_eq!(wait(&env, Duration::from_secs(1)), [Signal::SIGCHLD]);
+        assert_eq!(k.elapsed(), Duration::from_secs(2));
+        assert_eq!(wait(&env, Duration::from_secs(1)), [Signal::SIGTERM]);
+        assert_eq!(k.now(), k.epoch + Duration::from_secs(2));
     }
 }

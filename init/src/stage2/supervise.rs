@@ -2,24 +2,21 @@
 //! the log, restarts them with exponential back-off when they end, reaps
 //! every other process that ends (PID 1 inherits all orphans), and returns
 //! when a signal asks for shutdown.
+//!
+//! Every start, signal, reap and clock reading goes through the kernel seam,
+//! so the restart and back-off decisions are tested with the fake, which
+//! steps time instead of sleeping.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
-use std::os::fd::OwnedFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::fcntl::OFlag;
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use crate::env::Env;
+use crate::kernel::{Exit, Pid, PowerAction, Reaped, Signal, Spawn, Target};
 
-use super::services::{Restart, Spec, CONTAINERD};
-use super::shutdown::Action;
-use super::signals::{meaning, Signals};
+use super::services::{Restart, ServiceError, Spec, CONTAINERD};
+use super::signals::{self, meaning};
 
 /// The PATH services start with (an image sets more through `env`).
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -30,6 +27,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// How often a starting service's ready socket is tried.
 const READY_POLL: Duration = Duration::from_millis(10);
+/// How often a stopping service is checked for its exit.
+const STOP_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -53,14 +52,15 @@ struct Service {
     starts: u32,
 }
 
-pub struct Supervisor {
+pub struct Supervisor<'e, 'k> {
+    env: &'e Env<'k>,
     services: Vec<Service>,
     version: String,
     boot_marked: bool,
 }
 
-impl Supervisor {
-    pub fn new(specs: Vec<Spec>, version: String) -> Self {
+impl<'e, 'k> Supervisor<'e, 'k> {
+    pub fn new(env: &'e Env<'k>, specs: Vec<Spec>, version: String) -> Self {
         let services = specs
             .into_iter()
             .map(|spec| Service {
@@ -72,19 +72,24 @@ impl Supervisor {
             })
             .collect();
         Self {
+            env,
             services,
             version,
             boot_marked: false,
         }
     }
 
+    fn now(&self) -> Instant {
+        self.env.kernel.now()
+    }
+
     /// Supervises until a signal asks for a shutdown; returns which.
-    pub fn run(&mut self, signals: &Signals) -> Action {
+    pub fn run(&mut self) -> PowerAction {
         loop {
             // A start can make another service due (one without a ready check
             // is ready once started): go on until nothing changes.
-            while self.start_due(Instant::now()) | self.check_ready() {}
-            for sig in signals.wait(self.next_wake(Instant::now())) {
+            while self.start_due(self.now()) | self.check_ready() {}
+            for sig in signals::wait(self.env, self.next_wake(self.now())) {
                 if sig == Signal::SIGCHLD {
                     self.reap();
                 } else if let Some(action) = meaning(sig) {
@@ -132,29 +137,27 @@ impl Supervisor {
     }
 
     fn start(&mut self, i: usize) {
+        let (env, now) = (self.env, self.now());
         let s = &mut self.services[i];
         s.starts += 1;
-        match spawn(&s.spec) {
+        match spawn(env, &s.spec) {
             Ok(pid) => {
                 log::info!(
                     "started {} (pid {pid}): {} (uptime {:.3} s)",
                     s.spec.name,
                     s.spec.argv.join(" "),
-                    super::uptime()
+                    super::secs(env.kernel.uptime())
                 );
-                s.state = State::Running {
-                    pid,
-                    since: Instant::now(),
-                };
+                s.state = State::Running { pid, since: now };
                 // Without a ready check a service is ready once started.
                 s.ready = s.spec.ready.is_none();
             }
             Err(e) => {
-                log::error!("starting {}: {e}", s.spec.name);
+                log::error!("starting {}: {}", s.spec.name, super::chain(&e));
                 s.ready = false;
                 s.state = match s.spec.restart {
                     Restart::Never => State::Done,
-                    _ => State::Backoff(Instant::now() + s.bump_backoff()),
+                    _ => State::Backoff(now + s.bump_backoff()),
                 };
             }
         }
@@ -162,6 +165,7 @@ impl Supervisor {
 
     /// Tries the ready sockets; says whether a service became ready.
     fn check_ready(&mut self) -> bool {
+        let (env, now) = (self.env, self.now());
         let mut containerd_ready = false;
         let mut any = false;
         for s in &mut self.services {
@@ -170,22 +174,22 @@ impl Supervisor {
             else {
                 continue;
             };
-            if UnixStream::connect(&ready.socket).is_ok() {
+            if env.kernel.connects(&ready.socket) {
                 s.ready = true;
                 any = true;
                 log::info!(
                     "{} is ready: {} answers, {} ms after start (uptime {:.3} s)",
                     s.spec.name,
                     ready.socket.display(),
-                    since.elapsed().as_millis(),
-                    super::uptime()
+                    now.saturating_duration_since(since).as_millis(),
+                    super::secs(env.kernel.uptime())
                 );
                 containerd_ready |= s.spec.name == CONTAINERD;
             }
         }
         if containerd_ready && !self.boot_marked {
             self.boot_marked = true;
-            super::health::mark_boot_good(&self.version);
+            super::health::mark_boot_good(self.env, &self.version);
         }
         any
     }
@@ -194,29 +198,20 @@ impl Supervisor {
     /// policy, anything else (orphans) is just reaped.
     fn reap(&mut self) {
         loop {
-            let status = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
-                Err(Errno::EINTR) => continue,
+            match self.env.kernel.reap() {
+                Ok(Reaped::Child(pid, exit)) => self.ended(pid, exit),
+                Ok(Reaped::Running | Reaped::NoChildren) => return,
                 Err(e) => {
                     log::error!("waitpid: {e}");
                     return;
                 }
-                Ok(st) => st,
-            };
-            let (pid, why, failed) = match status {
-                WaitStatus::Exited(pid, code) => {
-                    (pid, format!("exited with status {code}"), code != 0)
-                }
-                WaitStatus::Signaled(pid, sig, _) => {
-                    (pid, format!("was killed by signal {sig}"), true)
-                }
-                _ => continue,
-            };
-            self.ended(pid, &why, failed);
+            }
         }
     }
 
-    fn ended(&mut self, pid: Pid, why: &str, failed: bool) {
+    fn ended(&mut self, pid: Pid, exit: Exit) {
+        let now = self.now();
+        let (why, failed) = (exit.to_string(), exit.failed());
         let Some(s) = self
             .services
             .iter_mut()
@@ -226,7 +221,7 @@ impl Supervisor {
             return;
         };
         let ran = match s.state {
-            State::Running { since, .. } => since.elapsed(),
+            State::Running { since, .. } => now.saturating_duration_since(since),
             _ => Duration::ZERO,
         };
         s.ready = false;
@@ -256,7 +251,7 @@ impl Supervisor {
             delay.as_secs_f64(),
             s.starts
         );
-        s.state = State::Backoff(Instant::now() + delay);
+        s.state = State::Backoff(now + delay);
     }
 
     /// Stops the services, dependents first: SIGTERM to each one's process
@@ -274,18 +269,19 @@ impl Supervisor {
                     continue;
                 }
             };
+            let k = self.env.kernel;
             log::info!("stopping {name} (pid {pid}): SIGTERM, {grace} s to exit");
-            signal_group(pid, Signal::SIGTERM);
-            let deadline = Instant::now() + Duration::from_secs(grace);
-            while self.is_running(i) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
+            signal_group(self.env, pid, Signal::SIGTERM);
+            let deadline = self.now() + Duration::from_secs(grace);
+            while self.is_running(i) && self.now() < deadline {
+                k.sleep(STOP_POLL);
                 self.reap_stopping();
             }
             if self.is_running(i) {
                 log::warn!("{name} (pid {pid}) did not exit in {grace} s: SIGKILL");
-                signal_group(pid, Signal::SIGKILL);
+                signal_group(self.env, pid, Signal::SIGKILL);
                 while self.is_running(i) {
-                    std::thread::sleep(Duration::from_millis(20));
+                    k.sleep(STOP_POLL);
                     self.reap_stopping();
                 }
             }
@@ -299,8 +295,8 @@ impl Supervisor {
     /// Reaps during shutdown: a service that ends is done, not restarted.
     fn reap_stopping(&mut self) {
         loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, _)) | Ok(WaitStatus::Signaled(pid, _, _)) => {
+            match self.env.kernel.reap() {
+                Ok(Reaped::Child(pid, _)) => {
                     for s in &mut self.services {
                         if matches!(s.state, State::Running { pid: p, .. } if p == pid) {
                             log::info!("{} (pid {pid}) stopped", s.spec.name);
@@ -308,8 +304,8 @@ impl Supervisor {
                         }
                     }
                 }
-                Ok(WaitStatus::StillAlive) => return,
-                Err(Errno::ECHILD) => {
+                Ok(Reaped::Running) => return,
+                Ok(Reaped::NoChildren) => {
                     // Nothing left to wait for: whatever we thought running is gone.
                     for s in &mut self.services {
                         if matches!(s.state, State::Running { .. }) {
@@ -318,7 +314,6 @@ impl Supervisor {
                     }
                     return;
                 }
-                Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => {
                     log::error!("waitpid: {e}");
                     return;
@@ -339,53 +334,51 @@ impl Service {
 
 /// Sends `sig` to a service's process group (each service leads its own),
 /// or to the process alone if the group is gone.
-fn signal_group(pid: Pid, sig: Signal) {
-    if killpg(pid, sig).is_err() {
-        let _ = kill(pid, sig);
+fn signal_group(env: &Env, pid: Pid, sig: Signal) {
+    if env.kernel.kill(Target::Group(pid), sig).is_err() {
+        let _ = env.kernel.kill(Target::Process(pid), sig);
     }
 }
 
-/// Starts a service in its own process group, stdin from /dev/null, stdout
-/// and stderr into a pipe whose lines go to the log (console and kmsg).
-fn spawn(spec: &Spec) -> Result<Pid, String> {
-    let (program, args) = spec.argv.split_first().ok_or("empty argv")?;
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let write2 = write.try_clone().map_err(|e| format!("dup: {e}"))?;
-    let child = {
-        let mut cmd = Command::new(program);
-        cmd.args(args)
-            .env_clear()
-            .env("PATH", DEFAULT_PATH)
-            .env("HOME", "/")
-            .envs(&spec.env)
-            .current_dir("/")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(write))
-            .stderr(Stdio::from(write2))
-            .process_group(0);
-        cmd.spawn().map_err(|e| format!("{program}: {e}"))?
-        // `cmd` is dropped here, closing our copies of the pipe's write end,
-        // so the reader sees EOF when the service (and its children) end.
+/// Starts a service (in its own process group, stdin from /dev/null, see
+/// `Kernel::spawn`) and forwards its output lines to the log (console and
+/// kmsg) from a thread of its own.
+fn spawn(env: &Env, spec: &Spec) -> Result<Pid, ServiceError> {
+    let mut vars = BTreeMap::from([
+        ("PATH".to_string(), DEFAULT_PATH.to_string()),
+        ("HOME".to_string(), "/".to_string()),
+    ]);
+    vars.extend(spec.env.clone());
+    let cmd = Spawn {
+        argv: spec.argv.clone(),
+        env: vars,
+        cwd: env.paths.root.clone(),
     };
-    let pid = Pid::from_raw(child.id() as i32);
-    // The Child handle is dropped without waiting: reap() collects it.
-    drop(child);
-    let name = spec.name.clone();
-    let reader = std::thread::Builder::new()
-        .name(format!("out-{name}"))
-        .spawn(move || forward(&name, read));
-    if let Err(e) = reader {
-        log::error!(
-            "{}: no thread for its output ({e}); it goes nowhere",
-            spec.name
-        );
+    let spawned = env
+        .kernel
+        .spawn(&cmd)
+        .map_err(|source| ServiceError::Spawn {
+            program: spec.argv.first().cloned().unwrap_or_default(),
+            source,
+        })?;
+    if let Some(output) = spawned.output {
+        let name = spec.name.clone();
+        let reader = std::thread::Builder::new()
+            .name(format!("out-{name}"))
+            .spawn(move || forward(&name, output));
+        if let Err(e) = reader {
+            log::error!(
+                "{}: no thread for its output ({e}); it goes nowhere",
+                spec.name
+            );
+        }
     }
-    Ok(pid)
+    Ok(spawned.pid)
 }
 
 /// Logs each line a service writes, prefixed with its name.
-fn forward(name: &str, read: OwnedFd) {
-    let reader = BufReader::new(File::from(read));
+fn forward(name: &str, output: File) {
+    let reader = BufReader::new(output);
     for line in reader.split(b'\n') {
         match line {
             Ok(bytes) => {
@@ -412,81 +405,4 @@ fn tidy(line: &str) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::stage2::services::parse;
-
-    #[test]
-    fn logrus_timestamps_are_dropped() {
-        assert_eq!(
-            tidy(r#"time="2026-11-29T19:00:00Z" level=info msg="starting containerd""#),
-            r#"level=info msg="starting containerd""#
-        );
-        assert_eq!(tidy("plain line"), "plain line");
-        assert_eq!(tidy("time=\"unterminated"), "time=\"unterminated");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let spec = parse("x", r#"{"argv":["/bin/true"]}"#).unwrap();
-        let mut sup = Supervisor::new(vec![spec], "v".into());
-        let s = &mut sup.services[0];
-        let delays: Vec<u128> = (0..10).map(|_| s.bump_backoff().as_millis()).collect();
-        assert_eq!(&delays[..4], &[500, 1000, 2000, 4000]);
-        assert_eq!(delays[9], 60_000);
-    }
-
-    #[test]
-    fn restart_policies() {
-        let mut sup = Supervisor::new(
-            vec![
-                parse("a", r#"{"argv":["/a"],"restart":"never"}"#).unwrap(),
-                parse("b", r#"{"argv":["/b"],"restart":"on-failure"}"#).unwrap(),
-                parse("c", r#"{"argv":["/c"],"restart":"on-failure"}"#).unwrap(),
-                parse("d", r#"{"argv":["/d"]}"#).unwrap(),
-            ],
-            "v".into(),
-        );
-        for (i, s) in sup.services.iter_mut().enumerate() {
-            s.state = State::Running {
-                pid: Pid::from_raw(100 + i as i32),
-                since: Instant::now(),
-            };
-        }
-        sup.ended(Pid::from_raw(100), "exited with status 1", true);
-        sup.ended(Pid::from_raw(101), "exited with status 0", false);
-        sup.ended(Pid::from_raw(102), "was killed by signal SIGKILL", true);
-        sup.ended(Pid::from_raw(103), "exited with status 0", false);
-        sup.ended(Pid::from_raw(999), "orphan", false);
-        let states: Vec<State> = sup.services.iter().map(|s| s.state).collect();
-        assert_eq!(states[0], State::Done);
-        assert_eq!(states[1], State::Done);
-        assert!(matches!(states[2], State::Backoff(_)));
-        assert!(matches!(states[3], State::Backoff(_)));
-    }
-
-    #[test]
-    fn a_missing_program_is_an_error_naming_it() {
-        let spec = parse("gone", r#"{"argv":["/nonexistent/bin/x"]}"#).unwrap();
-        let err = spawn(&spec).unwrap_err();
-        assert!(err.contains("/nonexistent/bin/x"), "{err}");
-        // The supervisor survives it: the service waits for a restart.
-        let mut sup = Supervisor::new(vec![spec], "v".into());
-        sup.start(0);
-        assert!(matches!(sup.services[0].state, State::Backoff(_)));
-    }
-
-    #[test]
-    fn runs_a_real_service_and_forwards_until_it_ends() {
-        let spec = parse(
-            "echo",
-            r#"{"argv":["/bin/sh","-c","echo hello; exit 3"],"restart":"never"}"#,
-        )
-        .unwrap();
-        let pid = spawn(&spec).unwrap();
-        match waitpid(pid, None).unwrap() {
-            WaitStatus::Exited(p, 3) => assert_eq!(p, pid),
-            other => panic!("{other:?}"),
-        }
-    }
-}
+mod tests;

@@ -1,16 +1,26 @@
-//! [`Kernel`] on the real kernel, through `nix` and `std`.
+//! [`Kernel`] on the real kernel, through `nix` and `std`. Stage 1's calls
+//! are here; the rest live by theme: [`tree`] (freeing the initramfs),
+//! [`process`] (signals, reaping, spawning), [`net`] (hostname, links).
 
 use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use nix::kmod::{finit_module, ModuleInitFlags};
 use nix::mount::{umount2, MntFlags, MsFlags};
+use nix::sys::reboot::RebootMode;
 use nix::sys::stat::{makedev, Mode, SFlag};
 
-use super::{Kernel, Mount, Node, Removed};
+use super::{
+    Kernel, Mount, Node, PowerAction, Reaped, Received, Removed, Signal, Spawn, Spawned, Target,
+};
+
+mod net;
+mod process;
+mod tree;
 
 /// The running kernel.
 #[derive(Debug, Default, Clone, Copy)]
@@ -110,80 +120,80 @@ impl Kernel for Real {
     }
 
     fn remove_tree(&self, root: &Path, dev: u64) -> io::Result<Removed> {
-        remove_tree(root, dev)
+        tree::remove_tree(root, dev)
     }
-}
 
-/// Deletes what is under `root` on filesystem `dev`; `root` itself stays.
-/// Entries on another filesystem (mount points) are left alone, and so is
-/// everything below them. A file that cannot be deleted is counted, not
-/// fatal: it only costs memory.
-pub fn remove_tree(root: &Path, dev: u64) -> io::Result<Removed> {
-    let mut removed = Removed::default();
-    remove_children(root, dev, &mut removed)?;
-    Ok(removed)
-}
+    fn umount(&self, target: &Path) -> io::Result<()> {
+        Ok(umount2(target, MntFlags::empty())?)
+    }
 
-fn remove_children(dir: &Path, dev: u64, r: &mut Removed) -> io::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let Ok(meta) = fs::symlink_metadata(&path) else {
-            r.failed += 1;
-            continue;
+    fn remount_read_only(&self, target: &Path) -> io::Result<()> {
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>)?;
+        Ok(())
+    }
+
+    fn sync(&self) {
+        nix::unistd::sync();
+    }
+
+    fn reboot(&self, how: PowerAction) -> io::Error {
+        let mode = match how {
+            PowerAction::PowerOff => RebootMode::RB_POWER_OFF,
+            PowerAction::Reboot => RebootMode::RB_AUTOBOOT,
+            PowerAction::Halt => RebootMode::RB_HALT_SYSTEM,
         };
-        if meta.dev() != dev {
-            r.skipped_mounts += 1;
-            continue;
-        }
-        let done = if meta.is_dir() {
-            if remove_children(&path, dev, r).is_err() {
-                r.failed += 1;
-            }
-            fs::remove_dir(&path)
-        } else {
-            fs::remove_file(&path)
-        };
-        match done {
-            Ok(()) => r.files += 1,
-            Err(_) => r.failed += 1,
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn removes_everything_on_the_same_filesystem() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir_all(root.join("a/b/c")).unwrap();
-        fs::write(root.join("a/b/c/f"), "x").unwrap();
-        fs::write(root.join("init"), "x").unwrap();
-        std::os::unix::fs::symlink("/nowhere", root.join("a/link")).unwrap();
-        let dev = fs::metadata(root).unwrap().dev();
-        let r = remove_tree(root, dev).unwrap();
-        assert_eq!(r.files, 6);
-        assert_eq!(r.failed, 0);
-        assert!(root.exists());
-        assert_eq!(fs::read_dir(root).unwrap().count(), 0);
+        let Err(e) = nix::sys::reboot::reboot(mode);
+        e.into()
     }
 
-    #[test]
-    fn leaves_other_filesystems_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join("f"), "x").unwrap();
-        let r = remove_tree(dir.path(), u64::MAX).unwrap();
-        assert_eq!(
-            r,
-            Removed {
-                files: 0,
-                skipped_mounts: 1,
-                failed: 0
-            }
-        );
-        assert!(dir.path().join("f").exists());
+    fn set_ctrl_alt_del(&self, reboots: bool) -> io::Result<()> {
+        Ok(nix::sys::reboot::set_cad_enabled(reboots)?)
+    }
+
+    fn kill(&self, to: Target, sig: Signal) -> io::Result<()> {
+        process::kill(to, sig)
+    }
+
+    fn reap(&self) -> io::Result<Reaped> {
+        process::reap()
+    }
+
+    fn spawn(&self, cmd: &Spawn) -> io::Result<Spawned> {
+        process::spawn(cmd)
+    }
+
+    fn connects(&self, socket: &Path) -> bool {
+        std::os::unix::net::UnixStream::connect(socket).is_ok()
+    }
+
+    fn set_hostname(&self, name: &str) -> io::Result<()> {
+        Ok(nix::unistd::sethostname(name)?)
+    }
+
+    fn link_up(&self, name: &str) -> io::Result<()> {
+        net::link_up(name)
+    }
+
+    fn block_signals(&self, signals: &[Signal]) -> io::Result<()> {
+        process::block_signals(signals)
+    }
+
+    fn wait_signals(&self, timeout: Duration) -> io::Result<Vec<Received>> {
+        process::wait_signals(timeout)
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    fn uptime(&self) -> Duration {
+        nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+            .map(Duration::from)
+            .unwrap_or_default()
     }
 }
