@@ -1,4 +1,4 @@
-//! Step 7: the boot timeline, for the kernel log and `/run/terra/boot.json`;
+//! The boot timeline, for the kernel log and `/run/terra/boot.json`;
 //! stage 2 times its set-up steps with one too.
 //!
 //! ```json

@@ -1,4 +1,5 @@
-//! Boot counting's last step: once containerd answers, this version is good.
+//! The good mark: once containerd answers, this version is marked good in its
+//! boot record. (Boot counting, which will read the mark, is planned.)
 
 use std::path::Path;
 

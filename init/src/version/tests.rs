@@ -1,3 +1,5 @@
+//! Stage 1's choice and mount of a version, with the recording fake.
+
 use std::fs;
 use std::time::Instant;
 
