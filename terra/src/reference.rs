@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
+use crate::digest::Digest;
+
 /// Docker Hub's name in references and its API host.
 pub const DOCKER_HUB: &str = "docker.io";
 pub const DOCKER_HUB_API: &str = "registry-1.docker.io";
@@ -30,7 +32,7 @@ pub struct RegistryRef {
     pub registry: String,
     pub repository: String,
     pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl RegistryRef {
@@ -46,7 +48,8 @@ impl RegistryRef {
     /// What to ask the registry for: the digest if pinned, else the tag.
     pub fn manifest_ref(&self) -> &str {
         self.digest
-            .as_deref()
+            .as_ref()
+            .map(Digest::as_ref)
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
@@ -101,10 +104,7 @@ fn parse_registry(s: &str) -> Result<RegistryRef> {
         return Err(bad("empty or has spaces"));
     }
     let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => {
-            crate::digest::hex_of(d).map_err(|e| bad(&e.to_string()))?;
-            (r, Some(d.to_string()))
-        }
+        Some((r, d)) => (r, Some(Digest::parse(d).map_err(|e| bad(&e.to_string()))?)),
         None => (s, None),
     };
     let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);

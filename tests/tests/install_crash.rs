@@ -30,9 +30,10 @@ fn big_layer(seed: u8) -> Layer {
     Layer::gzip(t.finish())
 }
 
-/// Runs terra with TERRA_CRASH_AT=point, waits for it to get there, kill -9.
+/// Runs terra-crash with TERRA_CRASH_AT=point, waits for it to get there,
+/// kill -9.
 fn kill_at(point: &str, args: &[&str]) {
-    terra_tests::install_support::kill_at(&terra_bin(), point, args);
+    terra_tests::install_support::kill_at(&terra_crash_bin(), point, args);
 }
 
 #[test]
@@ -120,5 +121,25 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     assert!(partial >= 64 << 10, "{partial}");
     let out = ok(&["--root", r, "-v", "install", &v1]);
     assert!(out.contains("resuming"), "{out}");
+    assert!(meta(&part).versions.contains_key("v1"));
+}
+
+#[test]
+fn the_release_terra_ignores_terra_crash_at() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    add_intact(&mut layout, "v1", &[base_layer(), top_layer("v1")]);
+    let part = empty_partition(tmp.path());
+    let r = part.to_str().unwrap();
+    for point in ["download", "unpack", "publish", "record"] {
+        let out = std::process::Command::new(terra_bin())
+            .args(["--root", r, "install", &layout.reference("v1"), "--force"])
+            .env("TERRA_CRASH_AT", point)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{point}: {err}");
+        assert!(!err.contains("crash point"), "{point}: {err}");
+    }
     assert!(meta(&part).versions.contains_key("v1"));
 }
