@@ -9,13 +9,16 @@ use sha2::{Digest as _, Sha256};
 
 /// A `sha256:<64 lowercase hex>` digest.
 ///
-/// It wraps oci-spec's [`oci_spec::image::Digest`] (which does the parsing)
-/// rather than using it bare: that type also admits sha512 and registered
-/// algorithms we cannot verify, and its `Sha256Digest` prints without the
-/// `sha256:` prefix that every message and record here carries. Only sha256
-/// is stored on the partition, under its hex as the file name.
+/// Parsed by oci-spec's [`oci_spec::image::Digest`], but not that type
+/// itself: it also admits sha512 and registered algorithms we cannot
+/// verify, and its `Sha256Digest` prints without the `sha256:` prefix that
+/// every message and record here carries. Only sha256 is stored on the
+/// partition, under its hex as the file name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Digest(oci_spec::image::Digest);
+pub struct Digest {
+    /// `sha256:` and 64 lowercase hex digits, checked.
+    full: String,
+}
 
 /// Why a string is not a digest we can use.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -26,14 +29,18 @@ pub enum DigestError {
     Malformed(String),
 }
 
+const PREFIX: &str = "sha256:";
+
 impl Digest {
     /// Parses `sha256:<hex>`.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        if !s.starts_with("sha256:") {
+        if !s.starts_with(PREFIX) {
             return Err(DigestError::NotSha256(s.to_string()));
         }
         match oci_spec::image::Digest::try_from(s) {
-            Ok(d) if d.algorithm() == &oci_spec::image::DigestAlgorithm::Sha256 => Ok(Self(d)),
+            Ok(d) if d.algorithm() == &oci_spec::image::DigestAlgorithm::Sha256 => Ok(Self {
+                full: s.to_string(),
+            }),
             _ => Err(DigestError::Malformed(s.to_string())),
         }
     }
@@ -43,37 +50,22 @@ impl Digest {
         Self::from_hasher(Sha256::new_with_prefix(bytes))
     }
 
-    /// The digest a finished hasher holds.
+    /// The digest a finished hasher holds (valid by construction).
     pub fn from_hasher(hasher: Sha256) -> Self {
-        let hex = hex::encode(hasher.finalize());
-        // 64 lowercase hex digits by construction: this cannot fail, but a
-        // fallible parse keeps a panic out of the library.
-        match oci_spec::image::Digest::try_from(format!("sha256:{hex}")) {
-            Ok(d) => Self(d),
-            Err(_) => unreachable_digest(),
+        Self {
+            full: format!("{PREFIX}{}", hex::encode(hasher.finalize())),
         }
     }
 
     /// The 64 hex digits: a safe file name.
     pub fn hex(&self) -> &str {
-        self.0.digest()
+        &self.full[PREFIX.len()..]
     }
 
     /// The first 12 hex digits, for progress lines.
     pub fn short(&self) -> &str {
         &self.hex()[..12]
     }
-
-    /// As oci-spec's type, for descriptors.
-    pub fn as_oci(&self) -> &oci_spec::image::Digest {
-        &self.0
-    }
-}
-
-#[cold]
-fn unreachable_digest() -> ! {
-    // Only reachable if sha2 stopped returning 32 bytes.
-    std::process::abort()
 }
 
 impl TryFrom<&oci_spec::image::Digest> for Digest {
@@ -92,13 +84,13 @@ impl std::str::FromStr for Digest {
 
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.0.as_ref())
+        f.write_str(&self.full)
     }
 }
 
 impl AsRef<str> for Digest {
     fn as_ref(&self) -> &str {
-        self.0.as_ref()
+        &self.full
     }
 }
 

@@ -1,6 +1,12 @@
 //! Image references: `oci:PATH[:TAG]` for an OCI image layout on disk, or a
 //! registry reference (`debian`, `docker.io/library/debian:12`,
 //! `127.0.0.1:5000/terra/os:v2`, `host/repo@sha256:…`) with Docker's defaults.
+//!
+//! Ours rather than oci-spec's `distribution::Reference`: that one knows no
+//! `oci:` layouts, admits digests of any algorithm (ours is a sha256
+//! [`Digest`]), sends Docker Hub requests to `index.docker.io` where we use
+//! `registry-1.docker.io`, and needs a feature (and its regex) we do not
+//! otherwise use.
 
 use std::fmt;
 use std::path::PathBuf;
