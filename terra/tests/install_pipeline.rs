@@ -9,8 +9,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use terra::content::Store;
 use terra::digest::Digest;
 use terra::hooks::{CrashPoint, Hooks};
+use terra::image::{resolve, Platform};
 use terra::snapshot::Snapshots;
 
 use support::{Image, Layer, MemSource, Part};
@@ -46,6 +48,29 @@ fn installs_a_version_whose_record_names_its_unpacked_layers() {
     assert!(p.path(&rec.upper).is_dir() && p.path(&rec.work).is_dir());
     assert!(p.has_blob(&manifest));
     assert!(p.ingest().is_empty() && p.unpacking().is_empty());
+}
+
+#[test]
+fn an_index_gives_the_image_for_the_platform_asked_for() {
+    let img = Image::of(&[base()]);
+    let want = img.digest();
+    let index = img.index("linux/amd64", &["linux/arm64"]);
+    let mut src = MemSource::new(img);
+    src.index = Some(index);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("blobs"), dir.path().join("ingest")).unwrap();
+
+    let got = resolve(&src, &store, &Platform::default()).unwrap();
+    assert_eq!(got.manifest_digest, want);
+    assert_eq!(got.layers.len(), 1);
+    assert!(store.has(&want, store.read(&want).unwrap().len() as u64));
+
+    let s390x = Platform::parse("linux/s390x").unwrap();
+    let err = format!("{:#}", resolve(&src, &store, &s390x).unwrap_err());
+    assert!(
+        err.contains("no image for linux/s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -161,12 +161,43 @@ impl Image {
     pub fn digest(&self) -> Digest {
         Digest::of(&self.manifest)
     }
+
+    /// An index listing this image for `platform` and, for each of
+    /// `others`, a manifest this source does not hold.
+    pub fn index(&self, platform: &str, others: &[&str]) -> Vec<u8> {
+        let entry = |p: &str, digest: String, size: usize| {
+            let mut parts = p.split('/');
+            json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest,
+                "size": size,
+                "platform": {"os": parts.next(), "architecture": parts.next()},
+            })
+        };
+        let mut entries = vec![entry(
+            platform,
+            self.digest().to_string(),
+            self.manifest.len(),
+        )];
+        for (i, p) in others.iter().enumerate() {
+            let fake = Digest::of(format!("other {i}").as_bytes());
+            entries.insert(0, entry(p, fake.to_string(), 10));
+        }
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": entries,
+        }))
+        .unwrap()
+    }
 }
 
 /// An in-memory registry of one image; records each blob request (digest,
 /// offset) and can serve wrong bytes for a blob.
 pub struct MemSource {
     image: Image,
+    /// An index served as the root instead of the manifest.
+    pub index: Option<Vec<u8>>,
     /// Served instead of the real blob.
     pub tampered: HashMap<Digest, Vec<u8>>,
     pub requests: Mutex<Vec<(Digest, u64)>>,
@@ -176,6 +207,7 @@ impl MemSource {
     pub fn new(image: Image) -> Self {
         Self {
             image,
+            index: None,
             tampered: HashMap::new(),
             requests: Mutex::new(Vec::new()),
         }
@@ -193,6 +225,13 @@ impl MemSource {
 
 impl Source for MemSource {
     fn root(&self) -> Result<Root> {
+        if let Some(index) = &self.index {
+            return Ok(Root {
+                bytes: index.clone(),
+                media_type: Some(MediaType::ImageIndex),
+                expected_digest: None,
+            });
+        }
         Ok(Root {
             bytes: self.image.manifest.clone(),
             media_type: Some(MediaType::ImageManifest),
@@ -201,6 +240,9 @@ impl Source for MemSource {
     }
 
     fn manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
+        if digest == &self.image.digest() {
+            return Ok(self.image.manifest.clone());
+        }
         Err(anyhow!(
             "no manifest {digest} (this source holds one image)"
         ))
