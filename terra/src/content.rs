@@ -102,8 +102,14 @@ impl Store {
             File::open(partial)?.sync_all()?;
         }
         self.commit(&fetched)?;
-        terra_layout::atomic::fsync_dir(&self.blobs)?;
+        self.sync_names()?;
         Ok(fetched.dest)
+    }
+
+    /// Makes the names [`Store::commit`] gave durable.
+    pub fn sync_names(&self) -> Result<()> {
+        terra_layout::atomic::fsync_dir(&self.blobs)
+            .with_context(|| format!("syncing {}", self.blobs.display()))
     }
 
     /// Downloads and verifies a blob, leaving it in `content/ingest/` (not

@@ -225,7 +225,7 @@ fn fetch_and_unpack(
             }
         }
     }
-    terra_layout::atomic::fsync_dir(&part.blobs_dir())?;
+    store.sync_names()?;
     snapshots.sync_names()?;
     Ok(made)
 }

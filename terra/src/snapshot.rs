@@ -210,8 +210,8 @@ impl Snapshots {
 
     /// Makes the published names durable.
     pub fn sync_names(&self) -> Result<()> {
-        terra_layout::atomic::fsync_dir(&self.snapshots)?;
-        Ok(())
+        terra_layout::atomic::fsync_dir(&self.snapshots)
+            .with_context(|| format!("syncing {}", self.snapshots.display()))
     }
 
     /// Removes leftovers of an interrupted install in `tmp/` (the caller

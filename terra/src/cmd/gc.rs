@@ -10,6 +10,7 @@ use oci_spec::image::ImageManifest;
 use terra_layout::{Metadata, Partition};
 
 use super::Global;
+use crate::digest::Digest;
 
 /// Drop snapshots, blobs, partial downloads and boot files no version uses.
 #[derive(Debug, Args)]
@@ -102,15 +103,15 @@ fn used_blobs(part: &Partition, meta: &Metadata) -> HashSet<String> {
     for r in meta.versions.values() {
         let Some(img) = &r.image else { continue };
         let mut add = |d: &str| {
-            if let Some(h) = d.strip_prefix("sha256:") {
-                used.insert(h.to_string());
+            if let Ok(d) = Digest::parse(d) {
+                used.insert(d.hex().to_string());
             }
         };
         add(&img.digest);
         if let Some(c) = &img.config {
             add(c);
         }
-        let Ok(digest) = crate::digest::Digest::parse(&img.digest) else {
+        let Ok(digest) = Digest::parse(&img.digest) else {
             continue;
         };
         let Ok(bytes) = fs::read(part.blob(digest.hex())) else {
