@@ -50,25 +50,8 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         )
     })?;
     check_name(&name)?;
-    let meta = Metadata::load(&part.metadata())?;
-    if let Some(old) = meta.versions.get(&name) {
-        let same = old
-            .image
-            .as_ref()
-            .is_some_and(|i| i.digest == image.manifest_digest.as_ref());
-        if same && !req.force && lowers_present(part, old) {
-            log::info!(
-                "version {name} is already installed from {} (no change)",
-                image.manifest_digest
-            );
-            return Ok(());
-        }
-        if !same && !req.force {
-            bail!(
-                "version {name} is already installed from another image ({}); use --force to replace it or --name for another name",
-                old.image.as_ref().map(|i| i.digest.as_str()).unwrap_or("unknown")
-            );
-        }
+    if already_installed(part, req, &name, &image)? {
+        return Ok(());
     }
     log::info!(
         "installing {} ({}, {} layers) as version {name}",
@@ -77,15 +60,64 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         image.layers.len()
     );
     let made = fetch_and_unpack(part, &store, &snapshots, req, &image)?;
+    let record = prepare_version(part, req, &name, &image)?;
+    let size = record.size;
+    let default = write_record(part, req, &name, record)?;
+    log::info!(
+        "installed version {name}: {} new of {} layers, {:.1} MB, in {:.2} s{}",
+        made,
+        image.layers.len(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        if default { " (default)" } else { "" }
+    );
+    Ok(())
+}
 
+/// True when version `name` is installed from this very image already (and
+/// its layers are there); an error when it is installed from another image
+/// and `--force` was not given.
+fn already_installed(part: &Partition, req: &Request, name: &str, image: &Image) -> Result<bool> {
+    let meta = Metadata::load(&part.metadata())?;
+    let Some(old) = meta.versions.get(name) else {
+        return Ok(false);
+    };
+    let same = old
+        .image
+        .as_ref()
+        .is_some_and(|i| i.digest == image.manifest_digest.as_ref());
+    if same && !req.force && lowers_present(part, old) {
+        log::info!(
+            "version {name} is already installed from {} (no change)",
+            image.manifest_digest
+        );
+        return Ok(true);
+    }
+    if !same && !req.force {
+        bail!(
+            "version {name} is already installed from another image ({}); use --force to replace it or --name for another name",
+            old.image.as_ref().map(|i| i.digest.as_str()).unwrap_or("unknown")
+        );
+    }
+    Ok(false)
+}
+
+/// Everything the record will name, made and synced: the boot files copied
+/// out of the layers, the writable upper and work dirs. Returns the record.
+fn prepare_version(
+    part: &Partition,
+    req: &Request,
+    name: &str,
+    image: &Image,
+) -> Result<VersionRecord> {
     let lowers: Vec<String> = image
         .layers
         .iter()
         .rev() // overlayfs: top-most first
         .map(|l| terra_layout::partition::layer_snapshot(l.chain_id.as_ref()))
         .collect();
-    let (kernel, initrd) = crate::menu::copy_boot_files(part, &name, &lowers)?;
-    let (upper, work) = terra_layout::partition::version_rw(&name);
+    let (kernel, initrd) = crate::menu::copy_boot_files(part, name, &lowers)?;
+    let (upper, work) = terra_layout::partition::version_rw(name);
     for d in [&upper, &work] {
         let p = part.resolve(d)?;
         if req.force && p.exists() {
@@ -98,10 +130,7 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         .map(|l| dir_size(&part.root().join(l)))
         .sum::<u64>();
     sync_fs(part.root())?;
-
-    // The record, last: everything it names is on disk.
-    let mut meta = Metadata::load(&part.metadata())?;
-    let record = VersionRecord {
+    Ok(VersionRecord {
         lowers,
         upper,
         work,
@@ -116,27 +145,26 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         installed_at: now(),
         size,
         boot: BootState::default(),
-    };
-    meta.versions.insert(name.clone(), record);
+    })
+}
+
+/// The record, last (everything it names is on disk), then the boot menu.
+/// Returns whether the version is the default.
+fn write_record(
+    part: &Partition,
+    req: &Request,
+    name: &str,
+    record: VersionRecord,
+) -> Result<bool> {
+    let mut meta = Metadata::load(&part.metadata())?;
+    meta.versions.insert(name.to_string(), record);
     if meta.default.is_none() {
-        meta.default = Some(name.clone());
+        meta.default = Some(name.to_string());
     }
     req.hooks.reached(CrashPoint::Record);
     meta.store(&part.metadata())?;
     crate::menu::write(part, &meta)?;
-    log::info!(
-        "installed version {name}: {} new of {} layers, {:.1} MB, in {:.2} s{}",
-        made,
-        image.layers.len(),
-        size as f64 / 1e6,
-        started.elapsed().as_secs_f64(),
-        if meta.default.as_deref() == Some(name.as_str()) {
-            " (default)"
-        } else {
-            ""
-        }
-    );
-    Ok(())
+    Ok(meta.default.as_deref() == Some(name))
 }
 
 fn lowers_present(part: &Partition, rec: &VersionRecord) -> bool {
