@@ -5,12 +5,14 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest as _, Sha256};
 
-use crate::digest::{hex_of, HashingWriter};
+use crate::digest::{Digest, HashingWriter};
+use crate::hooks::{CrashPoint, Hooks, NoHooks};
 use crate::progress::Bar;
 use crate::source::Source;
 
@@ -22,7 +24,7 @@ pub struct Fetched {
 
 impl Fetched {
     /// Where to read the blob now.
-    pub fn path(&self) -> &std::path::Path {
+    pub fn path(&self) -> &Path {
         self.pending.as_deref().unwrap_or(&self.dest)
     }
 }
@@ -32,9 +34,13 @@ impl Fetched {
 #[error("the resumed download did not verify")]
 struct Resumed;
 
+/// The verified blobs of `content/blobs/sha256/` and the partial downloads
+/// of `content/ingest/`.
 pub struct Store {
     blobs: PathBuf,
     ingest: PathBuf,
+    /// Told at [`CrashPoint::Download`].
+    hooks: Arc<dyn Hooks>,
 }
 
 impl Store {
@@ -42,44 +48,68 @@ impl Store {
         for d in [&blobs, &ingest] {
             fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
         }
-        Ok(Self { blobs, ingest })
+        Ok(Self {
+            blobs,
+            ingest,
+            hooks: Arc::new(NoHooks),
+        })
     }
 
-    pub fn path(&self, digest: &str) -> Result<PathBuf> {
-        Ok(self.blobs.join(hex_of(digest)?))
+    /// The store of a partition (`content/`).
+    pub fn of(part: &terra_layout::Partition) -> Result<Self> {
+        Self::new(part.blobs_dir(), part.ingest_dir())
+    }
+
+    /// The same store, telling `hooks` when a download reaches its crash point.
+    pub fn with_hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.blobs.join(digest.hex())
     }
 
     /// A blob is present when its file exists with the expected size (only
     /// verified blobs are ever renamed into the store).
-    pub fn has(&self, digest: &str, size: u64) -> bool {
-        self.path(digest)
-            .and_then(|p| Ok(fs::metadata(p)?.len() == size))
-            .unwrap_or(false)
+    pub fn has(&self, digest: &Digest, size: u64) -> bool {
+        fs::metadata(self.path(digest)).is_ok_and(|m| m.len() == size)
     }
 
     /// Stores small verified bytes (a manifest we already hold in memory).
-    pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<()> {
-        let hex = hex_of(digest)?;
-        if crate::digest::sha256_hex(bytes) != hex {
+    pub fn put(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
+        if &Digest::of(bytes) != digest {
             bail!("internal: bytes do not match {digest}");
         }
         if self.has(digest, bytes.len() as u64) {
             return Ok(());
         }
-        terra_layout::atomic::write_atomic(&self.blobs.join(hex), bytes)
+        terra_layout::atomic::write_atomic(&self.path(digest), bytes)
             .with_context(|| format!("writing blob {digest}"))
     }
 
     /// Fetches a blob into the store unless present; verifies size and
     /// sha256 before it becomes visible, and makes it durable. Returns its path.
-    pub fn fetch(&self, src: &dyn Source, digest: &str, size: u64, bar: &Bar) -> Result<PathBuf> {
+    pub fn fetch(
+        &self,
+        src: &dyn Source,
+        digest: &Digest,
+        size: u64,
+        bar: &Bar,
+    ) -> Result<PathBuf> {
         let fetched = self.fetch_verified(src, digest, size, bar)?;
         if let Some(partial) = &fetched.pending {
             File::open(partial)?.sync_all()?;
         }
         self.commit(&fetched)?;
-        terra_layout::atomic::fsync_dir(&self.blobs)?;
+        self.sync_names()?;
         Ok(fetched.dest)
+    }
+
+    /// Makes the names [`Store::commit`] gave durable.
+    pub fn sync_names(&self) -> Result<()> {
+        terra_layout::atomic::fsync_dir(&self.blobs)
+            .with_context(|| format!("syncing {}", self.blobs.display()))
     }
 
     /// Downloads and verifies a blob, leaving it in `content/ingest/` (not
@@ -89,12 +119,11 @@ impl Store {
     pub fn fetch_verified(
         &self,
         src: &dyn Source,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         bar: &Bar,
     ) -> Result<Fetched> {
-        let hex = hex_of(digest)?;
-        let dest = self.blobs.join(hex);
+        let dest = self.path(digest);
         if self.has(digest, size) {
             bar.finish_with("present");
             return Ok(Fetched {
@@ -102,7 +131,7 @@ impl Store {
                 pending: None,
             });
         }
-        let partial = self.ingest.join(hex);
+        let partial = self.ingest.join(digest.hex());
         match self.download(src, digest, size, &partial, bar) {
             Err(e) if e.downcast_ref::<Resumed>().is_some() => {
                 // What an earlier run left did not survive (a crash before its
@@ -132,12 +161,11 @@ impl Store {
     fn download(
         &self,
         src: &dyn Source,
-        digest: &str,
+        digest: &Digest,
         size: u64,
-        partial: &std::path::Path,
+        partial: &Path,
         bar: &Bar,
     ) -> Result<()> {
-        let hex = hex_of(digest)?;
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -174,6 +202,7 @@ impl Store {
                 file,
                 bar,
                 written: 0,
+                hooks: self.hooks.as_ref(),
             },
             hasher,
             have,
@@ -183,26 +212,26 @@ impl Store {
         io::copy(&mut limited, &mut out)
             .with_context(|| format!("downloading {digest} into {}", partial.display()))?;
         let count = out.count;
-        let got = hex::encode(out.hasher.finalize());
+        let got = Digest::from_hasher(out.hasher);
         if count != size {
             if count > size {
                 let _ = fs::remove_file(partial);
             }
             bail!("blob {digest}: expected {size} bytes, got {count} (truncated or wrong blob)");
         }
-        if got != hex {
+        if &got != digest {
             if resumed {
                 return Err(Resumed.into());
             }
             let _ = fs::remove_file(partial);
-            bail!("blob {digest}: sha256 is sha256:{got}; the descriptor says {digest}");
+            bail!("blob {digest}: sha256 is {got}; the descriptor says {digest}");
         }
         Ok(())
     }
 
     /// Reads a small verified blob (config).
-    pub fn read(&self, digest: &str) -> Result<Vec<u8>> {
-        let p = self.path(digest)?;
+    pub fn read(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let p = self.path(digest);
         fs::read(&p).with_context(|| format!("reading {}", p.display()))
     }
 }
@@ -212,6 +241,7 @@ struct BarWriter<'a> {
     /// Bytes written by this run (for the test crash point).
     written: u64,
     bar: &'a Bar,
+    hooks: &'a dyn Hooks,
 }
 
 impl Write for BarWriter<'_> {
@@ -221,7 +251,7 @@ impl Write for BarWriter<'_> {
         self.written += n as u64;
         if self.written >= 64 << 10 && self.written - n as u64 <= 64 << 10 {
             self.file.sync_all()?;
-            crate::install::crash_point("download");
+            self.hooks.reached(CrashPoint::Download);
         }
         Ok(n)
     }

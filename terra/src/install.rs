@@ -4,9 +4,9 @@
 //! same command again finishes the job.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -14,27 +14,33 @@ use terra_layout::record::{check_name, BootState, ImageInfo};
 use terra_layout::{Handoff, Metadata, Partition, VersionRecord};
 
 use crate::content::{Fetched, Store};
+use crate::hooks::{CrashPoint, Hooks};
 use crate::image::{Image, Layer, Platform};
 use crate::progress::Progress;
+use crate::snapshot::{dir_size, sync_fs, Snapshots};
 use crate::source::Source;
 
+/// What to install, from where, and how.
 pub struct Request<'a> {
+    /// The reference as the user wrote it (recorded in the version).
     pub reference: String,
     pub source: &'a dyn Source,
+    /// The version's name; `None` when the reference has no tag.
     pub name: Option<String>,
     pub platform: Platform,
     pub handoff: Handoff,
     pub force: bool,
+    /// Layers fetched and unpacked at once.
     pub jobs: usize,
+    /// Told at each [`CrashPoint`] (tests stop the install there).
+    pub hooks: Arc<dyn Hooks>,
 }
 
-pub fn store_of(part: &Partition) -> Result<Store> {
-    Store::new(part.blobs_dir(), part.ingest_dir())
-}
-
+/// Installs `req` onto `part` (whose lock the caller holds).
 pub fn install(part: &Partition, req: &Request) -> Result<()> {
     let started = Instant::now();
-    let store = store_of(part)?;
+    let store = Store::of(part)?.with_hooks(req.hooks.clone());
+    let snapshots = Snapshots::new(part).with_hooks(req.hooks.clone());
     let image = crate::image::resolve(req.source, &store, &req.platform)
         .with_context(|| format!("resolving {}", req.reference))?;
     let name = req.name.clone().ok_or_else(|| {
@@ -44,25 +50,8 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         )
     })?;
     check_name(&name)?;
-    let meta = Metadata::load(&part.metadata())?;
-    if let Some(old) = meta.versions.get(&name) {
-        let same = old
-            .image
-            .as_ref()
-            .is_some_and(|i| i.digest == image.manifest_digest);
-        if same && !req.force && lowers_present(part, old) {
-            log::info!(
-                "version {name} is already installed from {} (no change)",
-                image.manifest_digest
-            );
-            return Ok(());
-        }
-        if !same && !req.force {
-            bail!(
-                "version {name} is already installed from another image ({}); use --force to replace it or --name for another name",
-                old.image.as_ref().map(|i| i.digest.as_str()).unwrap_or("unknown")
-            );
-        }
+    if already_installed(part, req, &name, &image)? {
+        return Ok(());
     }
     log::info!(
         "installing {} ({}, {} layers) as version {name}",
@@ -70,16 +59,65 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         image.manifest_digest,
         image.layers.len()
     );
-    let made = fetch_and_unpack(part, &store, req.source, &image, req.jobs)?;
+    let made = fetch_and_unpack(part, &store, &snapshots, req, &image)?;
+    let record = prepare_version(part, req, &name, &image)?;
+    let size = record.size;
+    let default = write_record(part, req, &name, record)?;
+    log::info!(
+        "installed version {name}: {} new of {} layers, {:.1} MB, in {:.2} s{}",
+        made,
+        image.layers.len(),
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64(),
+        if default { " (default)" } else { "" }
+    );
+    Ok(())
+}
 
+/// True when version `name` is installed from this very image already (and
+/// its layers are there); an error when it is installed from another image
+/// and `--force` was not given.
+fn already_installed(part: &Partition, req: &Request, name: &str, image: &Image) -> Result<bool> {
+    let meta = Metadata::load(&part.metadata())?;
+    let Some(old) = meta.versions.get(name) else {
+        return Ok(false);
+    };
+    let same = old
+        .image
+        .as_ref()
+        .is_some_and(|i| i.digest == image.manifest_digest.as_ref());
+    if same && !req.force && lowers_present(part, old) {
+        log::info!(
+            "version {name} is already installed from {} (no change)",
+            image.manifest_digest
+        );
+        return Ok(true);
+    }
+    if !same && !req.force {
+        bail!(
+            "version {name} is already installed from another image ({}); use --force to replace it or --name for another name",
+            old.image.as_ref().map(|i| i.digest.as_str()).unwrap_or("unknown")
+        );
+    }
+    Ok(false)
+}
+
+/// Everything the record will name, made and synced: the boot files copied
+/// out of the layers, the writable upper and work dirs. Returns the record.
+fn prepare_version(
+    part: &Partition,
+    req: &Request,
+    name: &str,
+    image: &Image,
+) -> Result<VersionRecord> {
     let lowers: Vec<String> = image
         .layers
         .iter()
         .rev() // overlayfs: top-most first
-        .map(|l| terra_layout::partition::layer_snapshot(&l.chain_id))
+        .map(|l| terra_layout::partition::layer_snapshot(l.chain_id.as_ref()))
         .collect();
-    let (kernel, initrd) = crate::menu::copy_boot_files(part, &name, &lowers)?;
-    let (upper, work) = terra_layout::partition::version_rw(&name);
+    let (kernel, initrd) = crate::menu::copy_boot_files(part, name, &lowers)?;
+    let (upper, work) = terra_layout::partition::version_rw(name);
     for d in [&upper, &work] {
         let p = part.resolve(d)?;
         if req.force && p.exists() {
@@ -91,11 +129,8 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         .iter()
         .map(|l| dir_size(&part.root().join(l)))
         .sum::<u64>();
-    crate::snapshot::sync_fs(part.root())?;
-
-    // The record, last: everything it names is on disk.
-    let mut meta = Metadata::load(&part.metadata())?;
-    let record = VersionRecord {
+    sync_fs(part.root())?;
+    Ok(VersionRecord {
         lowers,
         upper,
         work,
@@ -104,33 +139,32 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         initrd,
         image: Some(ImageInfo {
             reference: req.reference.clone(),
-            digest: image.manifest_digest.clone(),
-            config: Some(image.config_digest.clone()),
+            digest: image.manifest_digest.to_string(),
+            config: Some(image.config_digest.to_string()),
         }),
         installed_at: now(),
         size,
         boot: BootState::default(),
-    };
-    meta.versions.insert(name.clone(), record);
+    })
+}
+
+/// The record, last (everything it names is on disk), then the boot menu.
+/// Returns whether the version is the default.
+fn write_record(
+    part: &Partition,
+    req: &Request,
+    name: &str,
+    record: VersionRecord,
+) -> Result<bool> {
+    let mut meta = Metadata::load(&part.metadata())?;
+    meta.versions.insert(name.to_string(), record);
     if meta.default.is_none() {
-        meta.default = Some(name.clone());
+        meta.default = Some(name.to_string());
     }
-    crash_point("record");
+    req.hooks.reached(CrashPoint::Record);
     meta.store(&part.metadata())?;
     crate::menu::write(part, &meta)?;
-    log::info!(
-        "installed version {name}: {} new of {} layers, {:.1} MB, in {:.2} s{}",
-        made,
-        image.layers.len(),
-        size as f64 / 1e6,
-        started.elapsed().as_secs_f64(),
-        if meta.default.as_deref() == Some(name.as_str()) {
-            " (default)"
-        } else {
-            ""
-        }
-    );
-    Ok(())
+    Ok(meta.default.as_deref() == Some(name))
 }
 
 fn lowers_present(part: &Partition, rec: &VersionRecord) -> bool {
@@ -144,21 +178,18 @@ fn lowers_present(part: &Partition, rec: &VersionRecord) -> bool {
 /// unpacked into `tmp/`. Then one `syncfs` makes all of it durable, and only
 /// then do the blobs and snapshots get their names. Returns how many
 /// snapshots were made.
-pub fn fetch_and_unpack(
+fn fetch_and_unpack(
     part: &Partition,
     store: &Store,
-    src: &dyn Source,
+    snapshots: &Snapshots,
+    req: &Request,
     image: &Image,
-    jobs: usize,
 ) -> Result<usize> {
     // Layers whose snapshot is missing, grouped by blob: an image may list
     // the same blob twice (empty layers); it is fetched once.
     let mut todo: Vec<Vec<&Layer>> = Vec::new();
     for l in &image.layers {
-        let missing = crate::snapshot::snapshot_dir(part, l)
-            .map(|d| !d.is_dir())
-            .unwrap_or(true);
-        if !missing {
+        if snapshots.has(l) {
             continue;
         }
         match todo.iter_mut().find(|g| g[0].digest == l.digest) {
@@ -173,7 +204,7 @@ pub fn fetch_and_unpack(
     let errors: Mutex<Vec<anyhow::Error>> = Mutex::new(Vec::new());
     type Unpacked<'a> = Vec<(&'a Layer, Option<PathBuf>)>;
     let done: Mutex<Vec<(Fetched, Unpacked)>> = Mutex::new(Vec::new());
-    let workers = jobs.clamp(1, todo.len().max(1));
+    let workers = req.jobs.clamp(1, todo.len().max(1));
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| loop {
@@ -182,7 +213,7 @@ pub fn fetch_and_unpack(
                 if errors.lock().map(|e| !e.is_empty()).unwrap_or(true) {
                     break; // stop early; the first error is reported
                 }
-                match one_blob(part, store, src, group, &progress) {
+                match one_blob(store, snapshots, req.source, group, &progress) {
                     Ok((fetched, unpacked)) => {
                         if let Ok(mut d) = done.lock() {
                             d.push((fetched, unpacked));
@@ -210,34 +241,36 @@ pub fn fetch_and_unpack(
     if done.is_empty() {
         return Ok(0);
     }
-    crate::snapshot::sync_fs(part.root())?;
-    crash_point("publish");
+    sync_fs(part.root())?;
+    req.hooks.reached(CrashPoint::Publish);
     let mut made = 0;
     for (fetched, unpacked) in &done {
         store.commit(fetched)?;
         for (layer, tmp) in unpacked {
             if let Some(t) = tmp {
-                crate::snapshot::publish(part, layer, t)?;
+                snapshots.publish(layer, t)?;
                 made += 1;
             }
         }
     }
-    terra_layout::atomic::fsync_dir(&part.blobs_dir())?;
-    terra_layout::atomic::fsync_dir(&part.snapshots_dir())?;
+    store.sync_names()?;
+    snapshots.sync_names()?;
     Ok(made)
 }
 
 /// Fetches one blob and unpacks the layers that use it.
 #[allow(clippy::type_complexity)]
 fn one_blob<'a>(
-    part: &Partition,
     store: &Store,
+    snapshots: &Snapshots,
     src: &dyn Source,
     group: &[&'a Layer],
     progress: &Progress,
 ) -> Result<(Fetched, Vec<(&'a Layer, Option<PathBuf>)>)> {
-    let first = group[0];
-    let short = &first.digest[7..19];
+    let Some(first) = group.first() else {
+        bail!("internal: an empty group of layers");
+    };
+    let short = first.digest.short();
     let bar = progress.bar(format!("fetch {short}"), first.size);
     let fetched = store
         .fetch_verified(src, &first.digest, first.size, &bar)
@@ -245,7 +278,8 @@ fn one_blob<'a>(
     let mut unpacked = Vec::new();
     for layer in group {
         let bar = progress.bar(format!("unpack {short}"), layer.size);
-        match crate::snapshot::unpack_to_tmp(part, layer, fetched.path(), &bar)
+        match snapshots
+            .unpack_to_tmp(layer, fetched.path(), &bar)
             .with_context(|| format!("unpacking layer {}", layer.digest))
         {
             Ok(tmp) => unpacked.push((*layer, tmp)),
@@ -263,57 +297,9 @@ fn one_blob<'a>(
     Ok((fetched, unpacked))
 }
 
-/// Bytes of regular files under `dir` (not following symlinks).
-pub fn dir_size(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = fs::read_dir(&d) else { continue };
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            if m.is_dir() {
-                stack.push(e.path());
-            } else if m.is_file() {
-                total += m.len();
-            }
-        }
-    }
-    total
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Removes leftovers of an interrupted install in `tmp/` (the caller holds
-/// the partition lock, so no install is running).
-pub fn clear_tmp(part: &Partition) -> Result<()> {
-    let tmp = part.tmp_dir();
-    let Ok(rd) = fs::read_dir(&tmp) else {
-        return Ok(());
-    };
-    for e in rd.flatten() {
-        let name = e.file_name();
-        if name.to_string_lossy().starts_with("unpack-") {
-            log::debug!("removing the leftover {}", e.path().display());
-            fs::remove_dir_all(e.path())
-                .with_context(|| format!("removing {}", e.path().display()))?;
-        }
-    }
-    Ok(())
-}
-
-/// Test hook: with `TERRA_CRASH_AT=<point>` the process announces the point
-/// on stderr and stops there, so a test can `kill -9` it at a known moment
-/// (`download`, `unpack`, `record`). Without the variable, nothing happens.
-pub fn crash_point(point: &str) {
-    if std::env::var("TERRA_CRASH_AT").is_ok_and(|p| p == point) {
-        eprintln!("terra: crash point {point}");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
 }

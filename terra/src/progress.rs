@@ -16,6 +16,12 @@ pub struct Bar {
     started: Instant,
 }
 
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Progress {
     pub fn new() -> Self {
         let multi = std::io::stderr()

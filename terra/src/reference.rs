@@ -1,11 +1,19 @@
 //! Image references: `oci:PATH[:TAG]` for an OCI image layout on disk, or a
 //! registry reference (`debian`, `docker.io/library/debian:12`,
 //! `127.0.0.1:5000/terra/os:v2`, `host/repo@sha256:…`) with Docker's defaults.
+//!
+//! Ours rather than oci-spec's `distribution::Reference`: that one knows no
+//! `oci:` layouts, admits digests of any algorithm (ours is a sha256
+//! [`Digest`]), sends Docker Hub requests to `index.docker.io` where we use
+//! `registry-1.docker.io`, and needs a feature (and its regex) we do not
+//! otherwise use.
 
 use std::fmt;
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+
+use crate::digest::Digest;
 
 /// Docker Hub's name in references and its API host.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -30,7 +38,7 @@ pub struct RegistryRef {
     pub registry: String,
     pub repository: String,
     pub tag: Option<String>,
-    pub digest: Option<String>,
+    pub digest: Option<Digest>,
 }
 
 impl RegistryRef {
@@ -46,7 +54,8 @@ impl RegistryRef {
     /// What to ask the registry for: the digest if pinned, else the tag.
     pub fn manifest_ref(&self) -> &str {
         self.digest
-            .as_deref()
+            .as_ref()
+            .map(Digest::as_ref)
             .or(self.tag.as_deref())
             .unwrap_or("latest")
     }
@@ -101,10 +110,7 @@ fn parse_registry(s: &str) -> Result<RegistryRef> {
         return Err(bad("empty or has spaces"));
     }
     let (rest, digest) = match s.split_once('@') {
-        Some((r, d)) => {
-            crate::digest::hex_of(d).map_err(|e| bad(&e.to_string()))?;
-            (r, Some(d.to_string()))
-        }
+        Some((r, d)) => (r, Some(Digest::parse(d).map_err(|e| bad(&e.to_string()))?)),
         None => (s, None),
     };
     let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);

@@ -9,10 +9,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use oci_spec::image::MediaType;
+
+use crate::digest::Digest;
 use crate::dockercfg::Credentials;
-use crate::image::MAX_MANIFEST;
 use crate::reference::RegistryRef;
-use crate::source::{Root, Source};
+use crate::source::{Root, Source, MAX_MANIFEST};
 
 /// Every manifest type we read. Without it, `distribution` answers 404 for
 /// OCI manifests and converts Docker schema 2 to schema 1 (another digest).
@@ -130,6 +132,7 @@ impl Registry {
         Ok(format!("Bearer {token}"))
     }
 
+    /// The bytes, the Content-Type and the Docker-Content-Digest header.
     fn fetch_manifest(&self, reference: &str) -> Result<(Vec<u8>, Option<String>, Option<String>)> {
         let url = format!("{}/manifests/{reference}", self.base);
         let resp = self.get(&url, &[("Accept", ACCEPT)])?;
@@ -159,19 +162,25 @@ impl Source for Registry {
             );
         }
         // A pinned digest must match; otherwise the registry's own claim must.
-        let expected_digest = self.image.digest.clone().or(header_digest);
+        let expected_digest = match (&self.image.digest, header_digest) {
+            (Some(pinned), _) => Some(pinned.clone()),
+            (None, Some(header)) => Some(Digest::parse(&header).with_context(|| {
+                format!("{}: the Docker-Content-Digest header", self.image.registry)
+            })?),
+            (None, None) => None,
+        };
         Ok(Root {
             bytes,
-            media_type,
+            media_type: media_type.as_deref().map(MediaType::from),
             expected_digest,
         })
     }
 
-    fn manifest(&self, digest: &str) -> Result<Vec<u8>> {
-        Ok(self.fetch_manifest(digest)?.0)
+    fn manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
+        Ok(self.fetch_manifest(digest.as_ref())?.0)
     }
 
-    fn blob(&self, digest: &str, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
+    fn blob(&self, digest: &Digest, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
         let url = format!("{}/blobs/{digest}", self.base);
         let range = format!("bytes={offset}-");
         let headers: Vec<(&str, &str)> = if offset > 0 {

@@ -1,15 +1,19 @@
-//! One layer, unpacked once into `ov/snapshots/sha256-<chain id>`: decompress
-//! (streamed), hash the tar against the config's diff_id, unpack into a temp
-//! dir under `tmp/`, flush the filesystem, then rename into place. A crash
-//! leaves only a temp dir, which the next install clears.
+//! The snapshot store: each layer unpacked once into
+//! `ov/snapshots/sha256-<chain id>`: decompress (streamed), hash the tar
+//! against the config's diff_id, unpack into a temp dir under `tmp/`, flush
+//! the filesystem, then rename into place. A crash leaves only a temp dir,
+//! which the next install clears.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use terra_layout::Partition;
 
-use crate::digest::{hex_of, HashingReader};
+use crate::digest::HashingReader;
+use crate::hooks::{Hooks, NoHooks};
 use crate::image::{Compression, Layer};
 use crate::progress::Bar;
 use crate::unpack::{unpack, Stats, Whiteouts};
@@ -112,17 +116,17 @@ pub fn unpack_checked(
     dir: &Path,
     mode: Whiteouts,
     bar: Option<&Bar>,
+    hooks: &dyn Hooks,
 ) -> Result<Stats> {
-    let want = hex_of(&layer.diff_id)?;
     let tar = open_layer(blob, layer.compression, bar)?;
-    let (stats, rest) = unpack(EndPad::new(HashingReader::new(tar)), dir, mode)?;
+    let (stats, rest) = unpack(EndPad::new(HashingReader::new(tar)), dir, mode, hooks)?;
     let mut rest = rest.inner;
     // Trailing zero blocks after the tar's end still count in the digest.
     io::copy(&mut rest, &mut io::sink()).context("reading the end of the layer")?;
     let (got, _) = rest.finish();
-    if got != want {
+    if got != layer.diff_id {
         bail!(
-            "layer {}: uncompressed sha256 is sha256:{got}; the config's diff_id is {}",
+            "layer {}: uncompressed sha256 is {got}; the config's diff_id is {}",
             layer.digest,
             layer.diff_id
         );
@@ -130,54 +134,127 @@ pub fn unpack_checked(
     Ok(stats)
 }
 
-/// Unpacks `layer` into `tmp/unpack-<chain id>` unless its snapshot exists;
-/// returns the temp dir, to [`publish`] once the filesystem is synced.
-pub fn unpack_to_tmp(
-    part: &terra_layout::Partition,
-    layer: &Layer,
-    blob: &Path,
-    bar: &Bar,
-) -> Result<Option<PathBuf>> {
-    if snapshot_dir(part, layer)?.is_dir() {
-        bar.finish_with("already unpacked");
-        return Ok(None);
-    }
-    let hex = hex_of(&layer.chain_id)?;
-    let tmp = part.tmp_dir().join(format!("unpack-{hex}"));
-    if fs::symlink_metadata(&tmp).is_ok() {
-        fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
-    }
-    fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    match unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar)) {
-        Ok(stats) => {
-            bar.finish_with(&format!("unpacked ({} entries)", stats.entries));
-            Ok(Some(tmp))
+/// The snapshots of a partition (`ov/snapshots/`), made through `tmp/`.
+pub struct Snapshots {
+    root: PathBuf,
+    snapshots: PathBuf,
+    tmp: PathBuf,
+    /// Told at the unpack crash point.
+    hooks: Arc<dyn Hooks>,
+}
+
+impl Snapshots {
+    pub fn new(part: &Partition) -> Self {
+        Self {
+            root: part.root().to_path_buf(),
+            snapshots: part.snapshots_dir(),
+            tmp: part.tmp_dir(),
+            hooks: Arc::new(NoHooks),
         }
-        Err(e) => {
-            let _ = fs::remove_dir_all(&tmp);
-            Err(e)
+    }
+
+    /// The same store, telling `hooks` when an unpack reaches its crash point.
+    pub fn with_hooks(mut self, hooks: Arc<dyn Hooks>) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// Where `layer`'s snapshot lives.
+    pub fn dir(&self, layer: &Layer) -> PathBuf {
+        self.root.join(terra_layout::partition::layer_snapshot(
+            layer.chain_id.as_ref(),
+        ))
+    }
+
+    /// Whether `layer` is unpacked already.
+    pub fn has(&self, layer: &Layer) -> bool {
+        self.dir(layer).is_dir()
+    }
+
+    /// Unpacks `layer` into `tmp/unpack-<chain id>` unless its snapshot
+    /// exists; returns the temp dir, to [`Snapshots::publish`] once the
+    /// filesystem is synced.
+    pub fn unpack_to_tmp(&self, layer: &Layer, blob: &Path, bar: &Bar) -> Result<Option<PathBuf>> {
+        if self.has(layer) {
+            bar.finish_with("already unpacked");
+            return Ok(None);
         }
+        let tmp = self
+            .tmp
+            .join(format!("{TMP_PREFIX}{}", layer.chain_id.hex()));
+        if fs::symlink_metadata(&tmp).is_ok() {
+            fs::remove_dir_all(&tmp).with_context(|| format!("clearing {}", tmp.display()))?;
+        }
+        fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let hooks = self.hooks.as_ref();
+        match unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar), hooks) {
+            Ok(stats) => {
+                bar.finish_with(&format!("unpacked ({} entries)", stats.entries));
+                Ok(Some(tmp))
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Renames an unpacked temp dir to its snapshot name. The caller has
+    /// synced the filesystem: everything under the name is on disk before
+    /// it appears.
+    pub fn publish(&self, layer: &Layer, tmp: &Path) -> Result<()> {
+        let final_dir = self.dir(layer);
+        fs::rename(tmp, &final_dir)
+            .with_context(|| format!("moving {} to {}", tmp.display(), final_dir.display()))
+    }
+
+    /// Makes the published names durable.
+    pub fn sync_names(&self) -> Result<()> {
+        terra_layout::atomic::fsync_dir(&self.snapshots)
+            .with_context(|| format!("syncing {}", self.snapshots.display()))
+    }
+
+    /// Removes leftovers of an interrupted install in `tmp/` (the caller
+    /// holds the partition lock, so no install is running).
+    pub fn clear_tmp(&self) -> Result<()> {
+        let Ok(rd) = fs::read_dir(&self.tmp) else {
+            return Ok(());
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                log::debug!("removing the leftover {}", e.path().display());
+                fs::remove_dir_all(e.path())
+                    .with_context(|| format!("removing {}", e.path().display()))?;
+            }
+        }
+        Ok(())
     }
 }
 
-/// Renames an unpacked temp dir to its snapshot name. The caller has synced
-/// the filesystem: everything under the name is on disk before it appears.
-pub fn publish(part: &terra_layout::Partition, layer: &Layer, tmp: &Path) -> Result<()> {
-    let final_dir = snapshot_dir(part, layer)?;
-    fs::rename(tmp, &final_dir)
-        .with_context(|| format!("moving {} to {}", tmp.display(), final_dir.display()))
-}
-
-pub fn snapshot_dir(part: &terra_layout::Partition, layer: &Layer) -> Result<PathBuf> {
-    hex_of(&layer.chain_id)?;
-    Ok(part
-        .root()
-        .join(terra_layout::partition::layer_snapshot(&layer.chain_id)))
-}
+/// Unpacks in progress are `tmp/unpack-<chain id hex>`.
+const TMP_PREFIX: &str = "unpack-";
 
 /// syncfs(2) on the filesystem holding `path`: one call flushes every file
 /// of the unpack (cheaper than an fsync per file, same guarantee).
 pub fn sync_fs(path: &Path) -> Result<()> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     rustix::fs::syncfs(&f).with_context(|| format!("syncfs on {}", path.display()))
+}
+
+/// Bytes of regular files under `dir` (not following symlinks).
+pub fn dir_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack: Vec<PathBuf> = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                total += m.len();
+            }
+        }
+    }
+    total
 }

@@ -9,26 +9,33 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{Descriptor, ImageIndex};
 
-use crate::digest::hex_of;
+use oci_spec::image::MediaType;
+
+use crate::digest::Digest;
 use crate::reference::LayoutRef;
+
+/// Manifests and configs are small; anything bigger is refused unread.
+pub const MAX_MANIFEST: u64 = 8 << 20;
 
 /// The manifest (or index) a reference names, not yet verified.
 pub struct Root {
     pub bytes: Vec<u8>,
     /// From the registry's Content-Type or the layout's descriptor.
-    pub media_type: Option<String>,
+    pub media_type: Option<MediaType>,
     /// The digest the bytes must have, when the reference pins one.
-    pub expected_digest: Option<String>,
+    pub expected_digest: Option<Digest>,
 }
 
+/// A place images come from. Implementations need not verify anything: the
+/// content store checks every byte against its digest.
 pub trait Source: Sync {
     /// The manifest or index the reference names.
     fn root(&self) -> Result<Root>;
     /// A manifest by digest (a child of an index). Returns the bytes.
-    fn manifest(&self, digest: &str) -> Result<Vec<u8>>;
+    fn manifest(&self, digest: &Digest) -> Result<Vec<u8>>;
     /// A blob, starting at `offset` if the source can (returns the offset it
     /// actually starts at: 0 when it cannot resume).
-    fn blob(&self, digest: &str, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)>;
+    fn blob(&self, digest: &Digest, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)>;
 }
 
 /// An OCI image layout directory (`oci-layout`, `index.json`, `blobs/`).
@@ -54,8 +61,8 @@ impl Layout {
         })
     }
 
-    fn blob_path(&self, digest: &str) -> Result<PathBuf> {
-        Ok(self.dir.join("blobs/sha256").join(hex_of(digest)?))
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join("blobs/sha256").join(digest.hex())
     }
 }
 
@@ -85,21 +92,22 @@ impl Source for Layout {
                 tags(&index)
             );
         };
-        let digest = desc.digest().to_string();
-        let bytes = read_limited(&self.blob_path(&digest)?, desc.size())?;
+        let digest = Digest::try_from(desc.digest())
+            .with_context(|| format!("{} in {}", desc.digest(), path.display()))?;
+        let bytes = read_limited(&self.blob_path(&digest), desc.size())?;
         Ok(Root {
             bytes,
-            media_type: Some(desc.media_type().to_string()),
+            media_type: Some(desc.media_type().clone()),
             expected_digest: Some(digest),
         })
     }
 
-    fn manifest(&self, digest: &str) -> Result<Vec<u8>> {
-        read_limited(&self.blob_path(digest)?, crate::image::MAX_MANIFEST)
+    fn manifest(&self, digest: &Digest) -> Result<Vec<u8>> {
+        read_limited(&self.blob_path(digest), MAX_MANIFEST)
     }
 
-    fn blob(&self, digest: &str, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
-        let path = self.blob_path(digest)?;
+    fn blob(&self, digest: &Digest, offset: u64) -> Result<(Box<dyn Read + Send + '_>, u64)> {
+        let path = self.blob_path(digest);
         let mut f = File::open(&path).with_context(|| {
             format!(
                 "blob {digest} is missing from the layout ({})",
@@ -132,7 +140,7 @@ fn tags(index: &ImageIndex) -> String {
 fn read_limited(path: &std::path::Path, max: u64) -> Result<Vec<u8>> {
     let f = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut bytes = Vec::new();
-    f.take(max.min(crate::image::MAX_MANIFEST) + 1)
+    f.take(max.min(MAX_MANIFEST) + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(bytes)

@@ -26,6 +26,8 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
 use tar::EntryType;
 
+use crate::hooks::{CrashPoint, Hooks};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whiteouts {
     /// Convert to overlayfs whiteouts (a snapshot that is one lower dir).
@@ -46,12 +48,21 @@ pub struct Stats {
 
 /// Unpacks the tar stream `reader` into `root` (which must exist).
 /// Returns what was written; the caller checks the stream's digest.
-pub fn unpack<R: Read>(reader: R, root: &Path, mode: Whiteouts) -> Result<(Stats, R)> {
+/// `hooks` is told at [`CrashPoint::Unpack`], 50 entries in.
+pub fn unpack<R: Read>(
+    reader: R,
+    root: &Path,
+    mode: Whiteouts,
+    hooks: &dyn Hooks,
+) -> Result<(Stats, R)> {
     let mut ar = tar::Archive::new(crate::targuard::TarGuard::new(reader));
-    let mut stats = Stats::default();
-    let mut dirs: Vec<(PathBuf, Timestamps)> = Vec::new();
-    // Paths this layer wrote: a flat unpack's whiteouts must spare them.
-    let mut mine: HashSet<PathBuf> = HashSet::new();
+    let mut un = Unpacker {
+        root,
+        mode,
+        stats: Stats::default(),
+        dirs: Vec::new(),
+        mine: HashSet::new(),
+    };
     for entry in ar.entries().context("reading the layer tar")? {
         let mut entry = entry.context("reading the layer tar")?;
         // pax global headers carry no file (the tar crate already applied
@@ -61,23 +72,17 @@ pub fn unpack<R: Read>(reader: R, root: &Path, mode: Whiteouts) -> Result<(Stats
         }
         let raw = entry.path_bytes().into_owned();
         let rel = clean_path(&raw)?;
-        stats.entries += 1;
-        if stats.entries == 50 {
-            crate::install::crash_point("unpack");
+        un.stats.entries += 1;
+        if un.stats.entries == 50 {
+            hooks.reached(CrashPoint::Unpack);
         }
         let Some(rel) = rel else {
             continue; // the layer's root itself ("./")
         };
-        unpack_entry(
-            &mut entry, root, &rel, mode, &mut dirs, &mut mine, &mut stats,
-        )
-        .with_context(|| format!("layer entry {:?}", String::from_utf8_lossy(&raw)))?;
+        un.entry(&mut entry, &rel)
+            .with_context(|| format!("layer entry {:?}", String::from_utf8_lossy(&raw)))?;
     }
-    // Directory mtimes last, deepest first: creating children changed them.
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
-    for (path, times) in dirs {
-        set_times(&root.join(&path), &times)?;
-    }
+    let stats = un.finish()?;
     Ok((stats, ar.into_inner().into_inner()))
 }
 
@@ -212,50 +217,67 @@ fn read_meta<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn unpack_entry<R: Read>(
-    entry: &mut tar::Entry<R>,
-    root: &Path,
-    rel: &Path,
+/// One layer's unpack in progress: where it goes and what it has done.
+struct Unpacker<'a> {
+    root: &'a Path,
     mode: Whiteouts,
-    dirs: &mut Vec<(PathBuf, Timestamps)>,
-    mine: &mut HashSet<PathBuf>,
-    stats: &mut Stats,
-) -> Result<()> {
-    let name = rel
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let kind = entry.header().entry_type();
-    prepare_parents(root, rel, true)?;
-    let path = root.join(rel);
+    stats: Stats,
+    /// Directories and their times, set last (creating children changes them).
+    dirs: Vec<(PathBuf, Timestamps)>,
+    /// Paths this layer wrote: a flat unpack's whiteouts must spare them.
+    mine: HashSet<PathBuf>,
+}
 
-    if let Some(hidden) = name.strip_prefix(WH_PREFIX) {
-        let parent = rel.parent().unwrap_or(Path::new(""));
+impl Unpacker<'_> {
+    /// Unpacks one entry at `rel` (cleaned): a whiteout, or a file of any kind.
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>, rel: &Path) -> Result<()> {
+        prepare_parents(self.root, rel, true)?;
+        let name = rel
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if name == WH_OPAQUE {
-            match mode {
-                Whiteouts::Overlay => {
-                    rustix::fs::lsetxattr(
-                        root.join(parent),
-                        OPAQUE_XATTR,
-                        b"y",
-                        XattrFlags::empty(),
-                    )
+            return self.opaque(rel.parent().unwrap_or(Path::new("")));
+        }
+        if let Some(hidden) = name.strip_prefix(WH_PREFIX) {
+            return self.whiteout(rel, hidden);
+        }
+        self.mine.insert(rel.to_path_buf());
+        let path = self.root.join(rel);
+        match entry.header().entry_type() {
+            EntryType::Directory => self.directory(entry, rel, &path),
+            EntryType::Regular | EntryType::Continuous => self.file(entry, &path),
+            EntryType::Symlink => self.symlink(entry, &path),
+            EntryType::Link => self.hard_link(entry, &path),
+            kind @ (EntryType::Char | EntryType::Block | EntryType::Fifo) => {
+                self.device(entry, kind, &path)
+            }
+            other => bail!("unsupported tar entry type {other:?}"),
+        }
+    }
+
+    /// `.wh..wh..opq`: the directory `parent` hides what lower layers hold.
+    fn opaque(&mut self, parent: &Path) -> Result<()> {
+        let dir = self.root.join(parent);
+        match self.mode {
+            Whiteouts::Overlay => {
+                rustix::fs::lsetxattr(&dir, OPAQUE_XATTR, b"y", XattrFlags::empty())
                     .with_context(|| format!("setting {OPAQUE_XATTR} on {}", parent.display()))?;
-                }
-                Whiteouts::Apply => {
-                    let dir = root.join(parent);
-                    for child in fs::read_dir(&dir)? {
-                        let child = child?;
-                        let crel = parent.join(child.file_name());
-                        if !mine.contains(&crel) {
-                            clear(&child.path(), false)?;
-                        }
+            }
+            Whiteouts::Apply => {
+                for child in fs::read_dir(&dir)? {
+                    let child = child?;
+                    if !self.mine.contains(&parent.join(child.file_name())) {
+                        clear(&child.path(), false)?;
                     }
                 }
             }
-            return Ok(());
         }
+        Ok(())
+    }
+
+    /// `.wh.NAME` at `rel`: NAME is deleted.
+    fn whiteout(&mut self, rel: &Path, hidden: &str) -> Result<()> {
         if hidden.starts_with(".wh.") || hidden.is_empty() {
             return Ok(()); // aufs metadata (.wh..wh.plnk etc.): not content
         }
@@ -263,111 +285,128 @@ fn unpack_entry<R: Read>(
             // `.wh...` would name the parent of the directory: out.
             bail!("refused: the whiteout {} names {hidden:?}", rel.display());
         }
-        let target = parent.join(hidden);
-        match mode {
+        let target = rel.parent().unwrap_or(Path::new("")).join(hidden);
+        let path = self.root.join(&target);
+        match self.mode {
             Whiteouts::Overlay => {
-                clear(&root.join(&target), false)?;
-                rustix::fs::mknodat(
-                    CWD,
-                    root.join(&target),
-                    FileType::CharacterDevice,
-                    Mode::empty(),
-                    0,
-                )
-                .with_context(|| format!("creating the whiteout {}", target.display()))?;
-                mine.insert(target);
+                clear(&path, false)?;
+                rustix::fs::mknodat(CWD, &path, FileType::CharacterDevice, Mode::empty(), 0)
+                    .with_context(|| format!("creating the whiteout {}", target.display()))?;
+                self.mine.insert(target);
             }
             Whiteouts::Apply => {
-                if !mine.contains(&target) {
-                    clear(&root.join(&target), false)?;
+                if !self.mine.contains(&target) {
+                    clear(&path, false)?;
                 }
             }
         }
-        return Ok(());
+        Ok(())
     }
 
-    mine.insert(rel.to_path_buf());
-    match kind {
-        EntryType::Directory => {
-            let meta = read_meta(entry)?;
-            if !clear(&path, true)? {
-                fs::create_dir(&path).with_context(|| format!("creating {}", path.display()))?;
-            }
-            apply_meta(&path, &meta, false)?;
-            dirs.push((rel.to_path_buf(), meta.times));
+    fn directory<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        rel: &Path,
+        path: &Path,
+    ) -> Result<()> {
+        let meta = read_meta(entry)?;
+        if !clear(path, true)? {
+            fs::create_dir(path).with_context(|| format!("creating {}", path.display()))?;
         }
-        EntryType::Regular | EntryType::Continuous => {
-            let meta = read_meta(entry)?;
-            clear(&path, false)?;
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .custom_flags(libc_o_nofollow())
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            let n =
-                io::copy(entry, &mut f).with_context(|| format!("writing {}", path.display()))?;
-            stats.bytes += n;
-            drop(f);
-            apply_meta(&path, &meta, false)?;
-        }
-        EntryType::Symlink => {
-            let meta = read_meta(entry)?;
-            let target = entry
-                .link_name_bytes()
-                .context("a symlink without a target")?
-                .into_owned();
-            clear(&path, false)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
-                .with_context(|| format!("creating the symlink {}", path.display()))?;
-            apply_meta(&path, &meta, true)?;
-        }
-        EntryType::Link => {
-            let target = entry
-                .link_name_bytes()
-                .context("a hard link without a target")?
-                .into_owned();
-            let Some(trel) = clean_path(&target)? else {
-                bail!("refused: a hard link to the layer root");
-            };
-            prepare_parents(root, &trel, false).context("refused: hard link target")?;
-            let tpath = root.join(&trel);
-            let tm = fs::symlink_metadata(&tpath).with_context(|| {
-                format!(
-                    "refused: hard link target {} is not in this layer",
-                    trel.display()
-                )
-            })?;
-            if tm.is_dir() {
-                bail!("refused: hard link to the directory {}", trel.display());
-            }
-            if tpath != path {
-                clear(&path, false)?;
-                fs::hard_link(&tpath, &path)
-                    .with_context(|| format!("linking {} to {}", path.display(), trel.display()))?;
-            }
-        }
-        EntryType::Char | EntryType::Block | EntryType::Fifo => {
-            let meta = read_meta(entry)?;
-            let (major, minor) = (
-                entry.header().device_major()?.unwrap_or(0),
-                entry.header().device_minor()?.unwrap_or(0),
-            );
-            let ft = match kind {
-                EntryType::Char => FileType::CharacterDevice,
-                EntryType::Block => FileType::BlockDevice,
-                _ => FileType::Fifo,
-            };
-            clear(&path, false)?;
-            let dev = rustix::fs::makedev(major, minor);
-            rustix::fs::mknodat(CWD, &path, ft, Mode::from_raw_mode(0o600), dev)
-                .with_context(|| format!("creating the device {}", path.display()))?;
-            apply_meta(&path, &meta, false)?;
-        }
-        other => bail!("unsupported tar entry type {other:?}"),
+        apply_meta(path, &meta, false)?;
+        self.dirs.push((rel.to_path_buf(), meta.times));
+        Ok(())
     }
-    Ok(())
+
+    fn file<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
+        let meta = read_meta(entry)?;
+        clear(path, false)?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc_o_nofollow())
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let n = io::copy(entry, &mut f).with_context(|| format!("writing {}", path.display()))?;
+        self.stats.bytes += n;
+        drop(f);
+        apply_meta(path, &meta, false)
+    }
+
+    fn symlink<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
+        let meta = read_meta(entry)?;
+        let target = entry
+            .link_name_bytes()
+            .context("a symlink without a target")?
+            .into_owned();
+        clear(path, false)?;
+        std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
+            .with_context(|| format!("creating the symlink {}", path.display()))?;
+        apply_meta(path, &meta, true)
+    }
+
+    /// A hard link: its target must be in this layer, reached without
+    /// symlinks, and not a directory.
+    fn hard_link<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
+        let target = entry
+            .link_name_bytes()
+            .context("a hard link without a target")?
+            .into_owned();
+        let Some(trel) = clean_path(&target)? else {
+            bail!("refused: a hard link to the layer root");
+        };
+        prepare_parents(self.root, &trel, false).context("refused: hard link target")?;
+        let tpath = self.root.join(&trel);
+        let tm = fs::symlink_metadata(&tpath).with_context(|| {
+            format!(
+                "refused: hard link target {} is not in this layer",
+                trel.display()
+            )
+        })?;
+        if tm.is_dir() {
+            bail!("refused: hard link to the directory {}", trel.display());
+        }
+        if tpath != path {
+            clear(path, false)?;
+            fs::hard_link(&tpath, path)
+                .with_context(|| format!("linking {} to {}", path.display(), trel.display()))?;
+        }
+        Ok(())
+    }
+
+    fn device<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        kind: EntryType,
+        path: &Path,
+    ) -> Result<()> {
+        let meta = read_meta(entry)?;
+        let (major, minor) = (
+            entry.header().device_major()?.unwrap_or(0),
+            entry.header().device_minor()?.unwrap_or(0),
+        );
+        let ft = match kind {
+            EntryType::Char => FileType::CharacterDevice,
+            EntryType::Block => FileType::BlockDevice,
+            _ => FileType::Fifo,
+        };
+        clear(path, false)?;
+        let dev = rustix::fs::makedev(major, minor);
+        rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(0o600), dev)
+            .with_context(|| format!("creating the device {}", path.display()))?;
+        apply_meta(path, &meta, false)
+    }
+
+    /// Directory mtimes last, deepest first: creating children changed them.
+    fn finish(mut self) -> Result<Stats> {
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.0.components().count()));
+        for (path, times) in &self.dirs {
+            set_times(&self.root.join(path), times)?;
+        }
+        Ok(self.stats)
+    }
 }
 
 fn libc_o_nofollow() -> i32 {

@@ -99,7 +99,8 @@ pub fn unpack_leftovers(root: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Runs `terra` with `args` and TERRA_CRASH_AT=`point`, and kills it (-9)
+/// Runs `terra` (the crash-point build, [`terra_crash_bin`]) with `args`
+/// and TERRA_CRASH_AT=`point`, and kills it (-9)
 /// as soon as it says it got there; panics with what it said if it never
 /// does.
 pub fn kill_at(terra: &Path, point: &str, args: &[&str]) {
@@ -124,6 +125,22 @@ pub fn kill_at(terra: &Path, point: &str, args: &[&str]) {
     }
     let st = child.wait().unwrap();
     panic!("terra never reached {point} ({st}):\n{}", seen.join("\n"));
+}
+
+/// `target/release/terra-crash` built by scripts/build (`TERRA_CRASH_BIN`
+/// overrides): the terra command that stops at the crash point
+/// `TERRA_CRASH_AT` names (the `crash-points` feature); `terra` itself
+/// ignores that variable.
+pub fn terra_crash_bin() -> PathBuf {
+    let p = std::env::var_os("TERRA_CRASH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::tools::target_dir().join("release/terra-crash"));
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/build first",
+        p.display()
+    );
+    p
 }
 
 /// `target/release/terra` built by scripts/build (`TERRA_BIN` overrides).

@@ -100,7 +100,7 @@ fn installed_versions_boot_and_a_killed_install_leaves_the_old_one_booting() -> 
     ok(&["--root", r, "install", &v1, "--init", "/sbin/init"]);
     for point in ["download", "unpack", "publish", "record"] {
         kill_at(
-            &terra_bin(),
+            &terra_crash_bin(),
             point,
             &install_args(r, &v2, &["--init", "/sbin/init", "-j", "1"]),
         );

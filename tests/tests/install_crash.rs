@@ -30,9 +30,10 @@ fn big_layer(seed: u8) -> Layer {
     Layer::gzip(t.finish())
 }
 
-/// Runs terra with TERRA_CRASH_AT=point, waits for it to get there, kill -9.
+/// Runs terra-crash with TERRA_CRASH_AT=point, waits for it to get there,
+/// kill -9.
 fn kill_at(point: &str, args: &[&str]) {
-    terra_tests::install_support::kill_at(&terra_bin(), point, args);
+    terra_tests::install_support::kill_at(&terra_crash_bin(), point, args);
 }
 
 #[test]
@@ -121,4 +122,41 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     let out = ok(&["--root", r, "-v", "install", &v1]);
     assert!(out.contains("resuming"), "{out}");
     assert!(meta(&part).versions.contains_key("v1"));
+}
+
+#[test]
+fn the_release_terra_ignores_terra_crash_at() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    // Big enough to pass every point (64 KiB downloaded, 50 entries).
+    add_intact(&mut layout, "v1", &[big_layer(4)]);
+    for point in ["download", "unpack", "publish", "record"] {
+        // A fresh partition each time: the install goes through every point.
+        let dir = tmp.path().join(point);
+        fs::create_dir(&dir).unwrap();
+        let part = empty_partition(&dir);
+        let r = part.to_str().unwrap();
+        let mut child = std::process::Command::new(terra_bin())
+            .args(["--root", r, "install", &layout.reference("v1")])
+            .env("TERRA_CRASH_AT", point)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A terra that stopped at the point would wait forever: give it a
+        // minute (the install takes well under a second).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("terra stopped at {point}: it must ignore TERRA_CRASH_AT");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{point}: {err}");
+        assert!(!err.contains("crash point"), "{point}: {err}");
+        assert!(meta(&part).versions.contains_key("v1"), "{point}");
+    }
 }

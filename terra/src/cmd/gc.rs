@@ -10,6 +10,7 @@ use oci_spec::image::ImageManifest;
 use terra_layout::{Metadata, Partition};
 
 use super::Global;
+use crate::digest::Digest;
 
 /// Drop snapshots, blobs, partial downloads and boot files no version uses.
 #[derive(Debug, Args)]
@@ -26,7 +27,7 @@ pub fn run(g: &Global, a: GcArgs) -> Result<()> {
     let (mut count, mut bytes) = (0u64, 0u64);
     let mut drop_it = |path: &Path| -> Result<()> {
         let size = if path.is_dir() {
-            crate::install::dir_size(path)
+            crate::snapshot::dir_size(path)
         } else {
             fs::metadata(path).map(|m| m.len()).unwrap_or(0)
         };
@@ -74,7 +75,7 @@ pub fn run(g: &Global, a: GcArgs) -> Result<()> {
     for e in read_dir(&part.ingest_dir()) {
         drop_it(&e.path())?;
     }
-    crate::install::clear_tmp(part)?;
+    crate::snapshot::Snapshots::new(part).clear_tmp()?;
     // Boot files of versions no longer installed.
     for e in read_dir(&part.boot_dir()) {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -102,18 +103,18 @@ fn used_blobs(part: &Partition, meta: &Metadata) -> HashSet<String> {
     for r in meta.versions.values() {
         let Some(img) = &r.image else { continue };
         let mut add = |d: &str| {
-            if let Some(h) = d.strip_prefix("sha256:") {
-                used.insert(h.to_string());
+            if let Ok(d) = Digest::parse(d) {
+                used.insert(d.hex().to_string());
             }
         };
         add(&img.digest);
         if let Some(c) = &img.config {
             add(c);
         }
-        let Ok(hex) = crate::digest::hex_of(&img.digest) else {
+        let Ok(digest) = Digest::parse(&img.digest) else {
             continue;
         };
-        let Ok(bytes) = fs::read(part.blob(hex)) else {
+        let Ok(bytes) = fs::read(part.blob(digest.hex())) else {
             continue;
         };
         let Ok(m) = serde_json::from_slice::<ImageManifest>(&bytes) else {

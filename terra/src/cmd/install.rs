@@ -1,13 +1,18 @@
 //! `terra install REF`
 
+use std::sync::Arc;
+
 use anyhow::{bail, Result};
 use clap::Args;
 use terra_layout::Handoff;
 
+use super::source::RegistryArgs;
 use super::Global;
+use crate::hooks::Hooks;
 use crate::image::Platform;
-use crate::install::{clear_tmp, install, Request};
+use crate::install::{install, Request};
 use crate::reference::Reference;
+use crate::snapshot::Snapshots;
 
 /// Install an OS version from a registry or an OCI layout (oci:PATH[:TAG]).
 #[derive(Debug, Args)]
@@ -26,13 +31,8 @@ pub struct InstallArgs {
     /// Exec this program as PID 1 of the version instead of Terra's supervisor.
     #[arg(long, value_name = "PATH")]
     pub init: Option<String>,
-    /// Talk plain HTTP to the registry (always for loopback registries).
-    #[arg(long)]
-    pub plain_http: bool,
-    /// A registry (host:port) reached over plain HTTP; repeatable. Also
-    /// $TERRA_INSECURE_REGISTRIES (comma separated).
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
-    pub insecure: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Layers fetched and unpacked at once.
     #[arg(long, short = 'j', default_value_t = default_jobs())]
     pub jobs: usize,
@@ -45,7 +45,7 @@ fn default_jobs() -> usize {
         .clamp(2, 4)
 }
 
-pub fn run(g: &Global, a: InstallArgs) -> Result<()> {
+pub fn run(g: &Global, a: InstallArgs, hooks: Arc<dyn Hooks>) -> Result<()> {
     let reference = Reference::parse(&a.reference)?;
     let handoff = match &a.init {
         Some(p) if p.starts_with('/') => Handoff::Exec {
@@ -55,9 +55,9 @@ pub fn run(g: &Global, a: InstallArgs) -> Result<()> {
         Some(p) => bail!("--init {p:?}: expected an absolute path"),
         None => Handoff::Supervise,
     };
-    let source = open_source(&reference, a.plain_http, &a.insecure)?;
+    let source = a.registry.open(&reference)?;
     let target = g.open(true)?;
-    clear_tmp(&target.part)?;
+    Snapshots::new(&target.part).clear_tmp()?;
     install(
         &target.part,
         &Request {
@@ -68,33 +68,7 @@ pub fn run(g: &Global, a: InstallArgs) -> Result<()> {
             handoff,
             force: a.force,
             jobs: a.jobs,
+            hooks,
         },
     )
-}
-
-/// Loopback registries are plain HTTP by default (as Docker treats 127.0.0.0/8).
-pub fn open_source(
-    reference: &Reference,
-    plain_http: bool,
-    insecure: &[String],
-) -> Result<Box<dyn crate::source::Source>> {
-    Ok(match reference {
-        Reference::Layout(l) => Box::new(crate::source::Layout::open(l)?),
-        Reference::Registry(r) => {
-            let env: Vec<String> = std::env::var("TERRA_INSECURE_REGISTRIES")
-                .unwrap_or_default()
-                .split(',')
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect();
-            let host = r.registry.as_str();
-            let loopback = host.starts_with("127.")
-                || host.starts_with("localhost")
-                || host.starts_with("[::1]");
-            let plain =
-                plain_http || loopback || insecure.iter().chain(env.iter()).any(|h| h == host);
-            let creds = crate::dockercfg::lookup(&r.registry)?;
-            Box::new(crate::registry::Registry::new(r, plain, creds))
-        }
-    })
 }

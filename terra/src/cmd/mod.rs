@@ -6,14 +6,32 @@ mod install;
 mod list;
 mod power;
 mod remove;
+pub mod source;
 mod unpack;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
+use crate::hooks::Hooks;
 use crate::target::{Target, Where};
+
+/// The whole program: parse the command line, run, print the error chain
+/// once. `hooks` are the install's crash points (none in `terra`).
+pub fn main(hooks: Arc<dyn Hooks>) -> ExitCode {
+    let cli = Cli::parse();
+    crate::logger::init(cli.global.verbose);
+    match run(cli, hooks) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("terra: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
 
 /// Install and manage Terra OS versions (OCI images) on a Terra partition.
 #[derive(Debug, Parser)]
@@ -69,10 +87,10 @@ pub enum Command {
     Reboot,
 }
 
-pub fn run(cli: Cli) -> Result<()> {
+pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
     let g = &cli.global;
     match cli.command {
-        Command::Install(a) => install::run(g, a),
+        Command::Install(a) => install::run(g, a, hooks),
         Command::List(a) => list::run(g, a),
         Command::Default(a) => default::run(g, a),
         Command::Remove(a) => remove::run(g, a),
@@ -113,5 +131,20 @@ mod tests {
                 == 2
         );
         assert!(Cli::try_parse_from(["terra", "remove"]).is_err());
+        // Both commands that read an image take the same registry options.
+        for cmd in ["install", "unpack"] {
+            let mut args = vec!["terra", cmd, "mirror:5000/os:v1"];
+            if cmd == "unpack" {
+                args.push("/tmp/x");
+            }
+            args.extend(["--insecure-registry", "mirror:5000", "--plain-http"]);
+            let c = Cli::try_parse_from(&args).unwrap();
+            let r = match c.command {
+                Command::Install(a) => a.registry,
+                Command::Unpack(a) => a.registry,
+                _ => unreachable!(),
+            };
+            assert!(r.plain_http && r.insecure == ["mirror:5000"], "{cmd}");
+        }
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::source::RegistryArgs;
 use crate::content::Store;
+use crate::hooks::NoHooks;
 use crate::image::Platform;
 use crate::reference::Reference;
 use crate::unpack::Whiteouts;
@@ -21,14 +23,13 @@ pub struct UnpackArgs {
     pub dir: PathBuf,
     #[arg(long, default_value = "linux/amd64")]
     pub platform: String,
-    /// Talk plain HTTP to the registry (always for loopback registries).
-    #[arg(long)]
-    pub plain_http: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 pub fn run(a: UnpackArgs) -> Result<()> {
     let reference = Reference::parse(&a.reference)?;
-    let source = super::install::open_source(&reference, a.plain_http, &[])?;
+    let source = a.registry.open(&reference)?;
     if let Ok(mut rd) = fs::read_dir(&a.dir) {
         if rd.next().is_some() {
             bail!("{} exists and is not empty", a.dir.display());
@@ -49,10 +50,12 @@ pub fn run(a: UnpackArgs) -> Result<()> {
     fs::create_dir(&rootfs)?;
     let progress = crate::progress::Progress::new();
     for layer in &image.layers {
-        let bar = progress.bar(format!("fetch {}", &layer.digest[7..19]), layer.size);
+        let short = layer.digest.short();
+        let bar = progress.bar(format!("fetch {short}"), layer.size);
         let blob = store.fetch(source.as_ref(), &layer.digest, layer.size, &bar)?;
-        let bar = progress.bar(format!("unpack {}", &layer.digest[7..19]), layer.size);
-        crate::snapshot::unpack_checked(&blob, layer, &rootfs, Whiteouts::Apply, Some(&bar))
+        let bar = progress.bar(format!("unpack {short}"), layer.size);
+        let (mode, hooks) = (Whiteouts::Apply, &NoHooks);
+        crate::snapshot::unpack_checked(&blob, layer, &rootfs, mode, Some(&bar), hooks)
             .with_context(|| format!("unpacking layer {}", layer.digest))?;
         bar.finish_with("unpacked");
     }
