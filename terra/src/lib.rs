@@ -34,3 +34,4 @@ pub mod source;
 pub mod target;
 pub mod targuard;
 pub mod unpack;
+pub mod watchdog;
