@@ -26,6 +26,7 @@ pub mod image;
 pub mod install;
 pub mod logger;
 pub mod menu;
+pub mod mounts;
 pub mod progress;
 pub mod reference;
 pub mod registry;

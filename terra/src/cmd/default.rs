@@ -13,7 +13,7 @@ pub struct DefaultArgs {
 }
 
 pub fn run(g: &Global, a: DefaultArgs) -> Result<()> {
-    let target = g.open(true)?;
+    let target = g.open(crate::target::Access::Write)?;
     let mut meta = Metadata::load(&target.part.metadata())?;
     if !meta.versions.contains_key(&a.name) {
         bail!(
