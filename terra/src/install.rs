@@ -133,8 +133,7 @@ fn prepare_version(
         .collect();
     let (kernel, initrd) = crate::menu::copy_boot_files(part, name, &lowers)?;
     let (upper, work) = terra_layout::partition::version_rw(name);
-    // An existing writable layer (a reinstall, `--force`) is kept: it
-    // holds what people wrote in that version.
+    keep_aside_if_replaced(part, name, image)?;
     for d in [&upper, &work] {
         let p = part.resolve(d)?;
         fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
@@ -160,6 +159,38 @@ fn prepare_version(
         size,
         boot: BootState::default(),
     })
+}
+
+/// `--force` over a version installed from another image: its writable
+/// layer (what people wrote in it) is moved to `ov/snapshots/kept-NAME-SECS`,
+/// which nothing of terra deletes, and the new image starts with an empty
+/// one. A reinstall of the same image keeps the layer in place.
+fn keep_aside_if_replaced(part: &Partition, name: &str, image: &Image) -> Result<()> {
+    let meta = Metadata::load(&part.metadata())?;
+    let Some(old) = meta.versions.get(name) else {
+        return Ok(());
+    };
+    if old
+        .image
+        .as_ref()
+        .is_some_and(|i| i.digest == image.manifest_digest.as_ref())
+    {
+        return Ok(());
+    }
+    let rw = part.snapshots_dir().join(format!("rw-{name}"));
+    if !rw.exists() {
+        return Ok(());
+    }
+    let kept = part.snapshots_dir().join(format!("kept-{name}-{}", now()));
+    fs::rename(&rw, &kept)
+        .with_context(|| format!("moving {} to {}", rw.display(), kept.display()))?;
+    terra_layout::atomic::fsync_dir(&part.snapshots_dir())
+        .with_context(|| format!("syncing {}", part.snapshots_dir().display()))?;
+    log::warn!(
+        "version {name} is replaced by another image: its writable layer (what was written in it) is kept in {}; delete it when no longer needed",
+        kept.display()
+    );
+    Ok(())
 }
 
 /// The record, last (everything it names is on disk), then the boot menu.

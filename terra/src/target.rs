@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use rustix::fs::FlockOperation;
 use terra_layout::partition::RUNTIME_MOUNT;
 use terra_layout::probe::Probe;
-use terra_layout::{Metadata, Partition};
+use terra_layout::Partition;
 
 /// A partition ready to use; unmounts on drop when we mounted it.
 pub struct Target {
@@ -83,7 +83,7 @@ impl Target {
             bail!("{} is not a directory", root.display());
         }
         if write {
-            let fresh = recognise(&t.part, access)?;
+            recognise(&t.part, access)?;
             for d in [
                 t.part.boot_dir(),
                 t.part.blobs_dir(),
@@ -96,29 +96,22 @@ impl Target {
             }
             t._lock = Some(lock(&t.part)?);
             restrict(&t.part)?;
-            if fresh && !t.part.metadata().exists() {
-                // Marks the filesystem as a Terra partition from the first
-                // write on: a first install killed midway is still
-                // recognised when it is run again.
-                Metadata::default()
-                    .store(&t.part.metadata())
-                    .with_context(|| format!("writing {}", t.part.metadata().display()))?;
-            }
         }
         Ok(t)
     }
 }
 
 /// Whether `part` may be written to: it is a Terra partition (it has
-/// `ov/metadata.db`), or `access` is an install and the filesystem is empty
-/// (nothing but `lost+found`, which `mkfs.ext4` makes). Anything else is
-/// refused before a single directory is created, so a mistyped `--root`
-/// cannot be filled with Terra's layout or lose files to `gc`. Returns
-/// whether the partition is new.
-fn recognise(part: &Partition, access: Access) -> Result<bool> {
+/// `ov/metadata.db`, or `tmp/terra.lock`, which terra makes before anything
+/// else: a first install killed midway), or `access` is an install and the
+/// filesystem is empty (nothing but `lost+found`, which `mkfs.ext4` makes).
+/// Anything else is refused before a single directory is created, so a
+/// mistyped `--root` cannot be filled with Terra's layout or lose files to
+/// `gc`.
+fn recognise(part: &Partition, access: Access) -> Result<()> {
     let root = part.root();
-    if part.metadata().is_file() {
-        return Ok(false);
+    if part.metadata().is_file() || lock_path(part).is_file() {
+        return Ok(());
     }
     let others: Vec<String> = fs::read_dir(root)
         .with_context(|| format!("reading {}", root.display()))?
@@ -131,7 +124,7 @@ fn recognise(part: &Partition, access: Access) -> Result<bool> {
             "{} is empty: starting a new Terra partition",
             root.display()
         );
-        return Ok(true);
+        return Ok(());
     }
     let what = if others.is_empty() {
         "it is empty: nothing is installed (terra install makes it one)".to_string()
@@ -162,9 +155,13 @@ fn restrict(part: &Partition) -> Result<()> {
     Ok(())
 }
 
+fn lock_path(part: &Partition) -> PathBuf {
+    part.tmp_dir().join("terra.lock")
+}
+
 /// One writer at a time per partition.
 fn lock(part: &Partition) -> Result<File> {
-    let path = part.tmp_dir().join("terra.lock");
+    let path = lock_path(part);
     let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
     if rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
         log::info!("waiting for another terra command on this partition");

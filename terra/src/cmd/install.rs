@@ -23,8 +23,10 @@ pub struct InstallArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// Replace a version of that name installed from another image (or
-    /// reinstall the same one). The version's writable layer (the files
-    /// written in it) is kept; `terra remove` it first to start afresh.
+    /// reinstall the same one). Nothing written in the version is lost: a
+    /// reinstall keeps its writable layer in place; another image starts
+    /// with an empty one, and the old one is kept in
+    /// ov/snapshots/kept-NAME-SECONDS (terra says where).
     #[arg(long)]
     pub force: bool,
     /// Which image of a multi-platform index (OS/ARCH[/VARIANT]).
