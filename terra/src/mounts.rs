@@ -1,7 +1,9 @@
 //! The temporary mount points of `--device` (`$TMPDIR/terra-mnt-<pid>-*`),
 //! and the ones a killed terra left behind: its mount (and the loop device
 //! under an image file, which goes with the unmount) stay until someone
-//! unmounts them, so the next run does.
+//! unmounts them, so the next run does. The mount points are read from
+//! `/proc/self/mountinfo` by field position: only the fifth field is
+//! needed, and terra's own names carry no characters mountinfo escapes.
 
 use std::path::{Path, PathBuf};
 

@@ -180,7 +180,9 @@ fn ext4_label(dev: &mut File) -> std::io::Result<Option<String>> {
 
 /// The partition table at the start of `dev`, if any: `a GPT` (the header
 /// signature `EFI PART` at LBA 1, for 512 and 4096 byte sectors) or `an MBR`
-/// (the boot signature 0x55AA at byte 510 and a non-empty entry).
+/// (the boot signature 0x55AA at byte 510 and a non-empty entry). Two
+/// signatures are all this needs; a partition table crate would parse the
+/// whole table to tell the same.
 fn partition_table(dev: &mut File) -> std::io::Result<Option<&'static str>> {
     use std::io::{Read, Seek, SeekFrom};
     let mut head = vec![0u8; 4096 + 512];

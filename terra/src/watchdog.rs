@@ -5,6 +5,10 @@
 //! that ends a transfer making too little progress (the stall timeout) and
 //! any transfer past the overall deadline, naming the registry and what was
 //! being fetched.
+//!
+//! Hand-written because ureq 2 offers only a per-read timeout and an
+//! overall one per request: nothing bounds a minimum rate, and its overall
+//! timeout cannot span a command's many requests.
 
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
