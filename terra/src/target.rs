@@ -159,14 +159,40 @@ fn lock_path(part: &Partition) -> PathBuf {
     part.tmp_dir().join("terra.lock")
 }
 
-/// One writer at a time per partition.
+/// One writer at a time per partition. The holder writes its PID and
+/// command line into the lock file, so a command that has to wait says
+/// what it waits for (a stalled install, say).
 fn lock(part: &Partition) -> Result<File> {
+    use std::io::{Read, Seek, Write};
     let path = lock_path(part);
-    let f = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    // Not truncated on open: the holder's line stays readable.
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     if rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
-        log::info!("waiting for another terra command on this partition");
+        let mut holder = String::new();
+        let _ = (&f).take(512).read_to_string(&mut holder);
+        let holder = holder.trim();
+        log::info!(
+            "waiting for another terra command on this partition{}",
+            if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" ({holder})")
+            }
+        );
         rustix::fs::flock(&f, FlockOperation::LockExclusive).context("locking the partition")?;
     }
+    let args: Vec<String> = std::env::args().collect();
+    let line = format!("pid {}: {}\n", std::process::id(), args.join(" "));
+    f.set_len(0)?;
+    f.rewind()?;
+    f.write_all(line.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(f)
 }
 

@@ -146,6 +146,11 @@ fn a_trickling_registry_ends_the_install_within_the_stall_timeout() {
     thread::sleep(Duration::from_millis(1000));
     let gc = ok(&["--root", r, "gc"]);
     assert!(gc.contains("waiting for another terra command"), "{gc}");
+    // ... and says which.
+    assert!(
+        gc.contains(&format!("(pid {}: ", install.id())) && gc.contains(&reference),
+        "{gc}"
+    );
     let out = install.wait_with_output().unwrap();
     let took = started.elapsed();
     let err = String::from_utf8_lossy(&out.stderr);
