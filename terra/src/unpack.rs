@@ -74,6 +74,7 @@ pub fn unpack<R: Read>(
         mode,
         stats: Stats::default(),
         dirs: Vec::new(),
+        implicit: HashSet::new(),
         mine: HashSet::new(),
     };
     for entry in ar.entries().context("reading the layer tar")? {
@@ -155,6 +156,8 @@ struct Unpacker<'a> {
     stats: Stats,
     /// Directories and their times, set last (creating children changes them).
     dirs: Vec<(PathBuf, Timestamps)>,
+    /// Parents created without a tar entry (snapshots only).
+    implicit: HashSet<PathBuf>,
     /// Paths this layer wrote: a flat unpack's whiteouts must spare them,
     /// and a symlink among them is never gone through.
     mine: HashSet<PathBuf>,
@@ -209,7 +212,7 @@ impl Unpacker<'_> {
                     fs::create_dir(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
                     if self.mode == Whiteouts::Overlay {
-                        self.stats.implicit.push(cur.clone());
+                        self.implicit.insert(cur.clone());
                     }
                 }
                 Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
@@ -249,6 +252,9 @@ impl Unpacker<'_> {
         let meta = read_meta(entry, pax)?;
         match kind {
             EntryType::Directory => {
+                // Listed after its children: explicit after all, so it
+                // replaces a lower symlink like any directory entry.
+                self.implicit.remove(rel);
                 if !clear(&path, true)? {
                     fs::create_dir(&path)
                         .with_context(|| format!("creating {}", path.display()))?;
@@ -394,6 +400,7 @@ impl Unpacker<'_> {
         for (path, times) in &self.dirs {
             set_times(&self.root.join(path), times)?;
         }
+        self.stats.implicit = self.implicit.into_iter().collect();
         Ok(self.stats)
     }
 }

@@ -166,3 +166,30 @@ fn snapshots_settle_paths_through_lower_symlinks() {
     let mode = fs::metadata(u.join("usr")).unwrap().mode() & 0o7777;
     assert_eq!(mode, 0o750);
 }
+
+#[test]
+fn a_directory_listed_after_its_children_is_not_implicit() {
+    let lower = layer(|b| {
+        dir(b, "usr");
+        dir(b, "usr/lib");
+        symlink(b, "lib", "usr/lib");
+    });
+    let upper = layer(|b| {
+        file(b, "lib/own.so", b"own");
+        dir(b, "lib");
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let (l, u) = (tmp.path().join("l"), tmp.path().join("u"));
+    fs::create_dir(&l).unwrap();
+    fs::create_dir(&u).unwrap();
+    run(lower, &l, Whiteouts::Overlay).unwrap();
+    let stats = run(upper, &u, Whiteouts::Overlay).unwrap();
+    assert!(stats.implicit.is_empty(), "{:?}", stats.implicit);
+    let view = View {
+        layers: vec![l],
+        whiteouts: true,
+    };
+    crate::lowers::settle(&u, &stats.implicit, &view).unwrap();
+    assert_eq!(fs::read(u.join("lib/own.so")).unwrap(), b"own");
+    assert!(!u.join("usr").exists());
+}
