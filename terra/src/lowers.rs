@@ -180,6 +180,13 @@ pub fn settle(dir: &Path, implicit: &[PathBuf], lowers: &View) -> Result<()> {
             Found::Dir(lower) => copy_dir_meta(&lower, &dir.join(&d))?,
             Found::Symlink(_) => {
                 let to = lowers.resolve(&d)?;
+                if lowers.lookup(&to)? == Found::Other {
+                    bail!(
+                        "refused: {} leads through a symlink to {}, which is not a directory",
+                        d.display(),
+                        to.display()
+                    );
+                }
                 if to.starts_with(&d) {
                     bail!(
                         "refused: {} leads into itself through a symlink",

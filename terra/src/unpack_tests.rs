@@ -193,3 +193,50 @@ fn a_directory_listed_after_its_children_is_not_implicit() {
     assert_eq!(fs::read(u.join("lib/own.so")).unwrap(), b"own");
     assert!(!u.join("usr").exists());
 }
+
+/// Unpacks `layers` (bottom first) as snapshots and settles each against
+/// the ones below, as an install does; returns the snapshot dirs.
+fn snapshots(root: &Path, layers: Vec<Vec<u8>>) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for (i, tar) in layers.into_iter().enumerate() {
+        let d = root.join(format!("s{i}"));
+        fs::create_dir_all(&d)?;
+        let stats = run(tar, &d, Whiteouts::Overlay)?;
+        let view = View {
+            layers: dirs.iter().rev().cloned().collect(),
+            whiteouts: true,
+        };
+        crate::lowers::settle(&d, &stats.implicit, &view)?;
+        dirs.push(d);
+    }
+    Ok(dirs)
+}
+
+#[test]
+fn settle_follows_the_merged_lower_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lower = || {
+        layer(|b| {
+            dir(b, "usr");
+            dir(b, "usr/lib");
+            file(b, "hosts", b"h");
+            symlink(b, "lib", "usr/lib");
+            symlink(b, "f", "hosts");
+        })
+    };
+    // A whiteout in between hides the symlink: the file stays in `lib/`.
+    let wh = layer(|b| file(b, ".wh.lib", b""));
+    let d = snapshots(
+        &tmp.path().join("a"),
+        vec![lower(), wh, layer(|b| file(b, "lib/x", b"x"))],
+    )
+    .unwrap();
+    assert_eq!(fs::read(d[2].join("lib/x")).unwrap(), b"x");
+    // Through a symlink to a file: refused, as writing there fails.
+    let err = snapshots(
+        &tmp.path().join("b"),
+        vec![lower(), layer(|b| file(b, "f/x", b"x"))],
+    )
+    .unwrap_err();
+    assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
+}
