@@ -271,6 +271,25 @@ fn lower_symlinks_are_followed_only_within_the_root() {
     let inside = top.join(outside.trim_start_matches('/')).join("escaped");
     assert_eq!(fs::read(&inside).unwrap(), b"x", "{}", inside.display());
     assert!(!top.join("out").exists(), "no directory hides the symlink");
+    // A flat unpack follows the same rule.
+    add_intact(
+        &mut s.layout,
+        "flat-up",
+        &[
+            bad_layer(|t| {
+                t.symlink("up", "../../../..");
+            }),
+            through("up/escaped"),
+        ],
+    );
+    let dir = s.tmp.path().join("flat");
+    let err = fails(&[
+        "unpack",
+        &s.layout.reference("flat-up"),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(err.contains("leads outside the root"), "{err}");
+    assert!(!dir.exists(), "DIR is not created on refusal");
 }
 
 #[test]
