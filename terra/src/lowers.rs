@@ -23,6 +23,7 @@ use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
@@ -291,8 +292,6 @@ fn copy_dir_meta(lower: &Path, upper: &Path) -> Result<()> {
     }
     Ok(())
 }
-
-use std::os::unix::ffi::OsStrExt;
 
 fn xattr_names(path: &Path) -> Result<Vec<Vec<u8>>> {
     let mut buf = vec![0u8; 64 * 1024];

@@ -195,9 +195,11 @@ impl Snapshots {
         match unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar), hooks) {
             Ok(stats) => {
                 if !stats.implicit.is_empty() {
-                    if let Ok(mut m) = self.implicit.lock() {
-                        m.insert(tmp.clone(), stats.implicit);
-                    }
+                    let Ok(mut m) = self.implicit.lock() else {
+                        let _ = fs::remove_dir_all(&tmp);
+                        bail!("internal: the implicit-directory table was poisoned");
+                    };
+                    m.insert(tmp.clone(), stats.implicit);
                 }
                 bar.finish_with(&format!("unpacked ({} entries)", stats.entries));
                 Ok(Some(tmp))
