@@ -287,6 +287,15 @@ fn fetch_and_unpack(
     if done.is_empty() {
         return Ok(0);
     }
+    // Paths through symlinks of lower layers need those layers unpacked.
+    if let Err(e) = snapshots.settle(&image.layers) {
+        for (_, unpacked) in &done {
+            for t in unpacked.iter().filter_map(|(_, t)| t.as_ref()) {
+                let _ = fs::remove_dir_all(t);
+            }
+        }
+        return Err(e);
+    }
     sync_fs(part.root())?;
     req.hooks.reached(CrashPoint::Publish);
     let mut made = 0;
