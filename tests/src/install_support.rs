@@ -36,6 +36,18 @@ pub fn add_v2(layout: &mut Layout, top: Layer) -> Made {
 
 /// Creates the empty directory `part` in `tmp`: the partition that
 /// `terra --root` installs into.
+/// A 64 MiB image file with an empty ext4 filesystem labelled `label`: a
+/// small partition for `--device` tests (and one a large layer fills).
+pub fn mkfs(image: &Path, label: &str) {
+    fs::File::create(image).unwrap().set_len(64 << 20).unwrap();
+    let st = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-L", label])
+        .arg(image)
+        .status()
+        .unwrap();
+    assert!(st.success(), "mkfs.ext4 {}", image.display());
+}
+
 pub fn empty_partition(tmp: &Path) -> PathBuf {
     let root = tmp.join("part");
     fs::create_dir(&root).unwrap();

@@ -7,17 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use terra_tests::install_support::*;
-use terra_tests::ocilayout::{Layer, Layout, Tar};
-
-fn mkfs(image: &Path, label: &str) {
-    fs::File::create(image).unwrap().set_len(64 << 20).unwrap();
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label])
-        .arg(image)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
+use terra_tests::ocilayout::{noise, Layer, Layout, Tar};
 
 /// `debugfs -R "ls -p DIR"`: the names in DIR of the filesystem in `image`.
 fn ls(image: &Path, dir: &str) -> Vec<String> {
@@ -45,18 +35,6 @@ fn free_blocks(image: &Path) -> u64 {
         .unwrap()
 }
 
-fn noise(len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for chunk in v.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
-    v
-}
-
 #[test]
 fn a_full_partition_gets_its_space_back_and_says_how() {
     let tmp = tempfile::tempdir().unwrap();
@@ -69,7 +47,7 @@ fn a_full_partition_gets_its_space_back_and_says_how() {
     let free = free_blocks(&img);
     // 80 MB that do not compress: more than the 64 MB filesystem holds.
     let mut t = Tar::new();
-    t.file("big", &noise(80 << 20), 0o644);
+    t.file("big", &noise(80 << 20, 0x2545_f491_4f6c_dd1d), 0o644);
     add_intact(&mut layout, "big", &[Layer::plain(t.finish())]);
     let err = fails(&["--device", dev, "install", &layout.reference("big")]);
     assert!(err.contains("No space left on device"), "{err}");
@@ -134,7 +112,7 @@ fn the_next_run_unmounts_what_a_killed_run_left() {
     let tmp = tempfile::tempdir().unwrap();
     let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
     let mut t = Tar::new();
-    t.file("noise", &noise(1 << 20), 0o644);
+    t.file("noise", &noise(1 << 20, 0x2545_f491_4f6c_dd1d), 0o644);
     add_intact(&mut layout, "v1", &[Layer::gzip(t.finish())]);
     let img = tmp.path().join("part.img");
     mkfs(&img, "terra");

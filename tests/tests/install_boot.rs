@@ -12,7 +12,7 @@ use terra_tests::boot::{boot_probe, lines_with, tail, Scenario};
 use terra_tests::disk::{ext4_image, FS_MIB};
 use terra_tests::initramfs::Flavor;
 use terra_tests::install_support::*;
-use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+use terra_tests::ocilayout::{noise, Breakage, Layer, Layout, Tar};
 use terra_tests::partition::{base_layer as probe_base, hostname_of};
 
 /// The probe's base layer (busybox, /sbin/init = the probe) as a tar.
@@ -59,15 +59,7 @@ fn host_tar(version: &str) -> Layer {
 fn data_tar() -> Layer {
     let mut t = Tar::new();
     t.dir("data", 0o755);
-    let mut x: u32 = 0x1234_5678;
-    let noise: Vec<u8> = (0..256 << 10)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let noise = noise(256 << 10, 0x1234_5678);
     t.file("data/noise", &noise, 0o644);
     for i in 0..300 {
         t.file(&format!("data/f{i}"), b"x", 0o644);

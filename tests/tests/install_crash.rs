@@ -4,21 +4,14 @@
 use std::fs;
 
 use terra_tests::install_support::*;
-use terra_tests::ocilayout::{Layer, Layout, Tar};
+use terra_tests::ocilayout::{noise, Layer, Layout, Tar};
 
 /// A layer big enough to be caught mid-download (incompressible) with
 /// enough entries to be caught mid-unpack.
 fn big_layer(seed: u8) -> Layer {
     let mut t = Tar::new();
     t.dir("data", 0o755);
-    let mut x: u32 = 0x9e37_79b9 ^ seed as u32;
-    let mut noise = vec![0u8; 512 << 10];
-    for b in noise.iter_mut() {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        *b = x as u8;
-    }
+    let noise = noise(512 << 10, 0x9e37_79b9 ^ seed as u64);
     t.file("data/noise", &noise, 0o644);
     for i in 0..200 {
         t.file(

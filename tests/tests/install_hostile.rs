@@ -3,10 +3,9 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use terra_tests::install_support::*;
-use terra_tests::ocilayout::{Breakage, Layer, Layout, Tar};
+use terra_tests::ocilayout::{noise, Breakage, Layer, Layout, Tar};
 
 /// A partition with v1 installed, and a scratch dir outside it.
 struct Setup {
@@ -396,16 +395,6 @@ fn hostile_layers_cannot_escape_a_flat_unpack_either() {
         .any(|n| n.starts_with(".terra-unpack")));
 }
 
-fn mkfs(image: &Path, label: &str) {
-    fs::File::create(image).unwrap().set_len(64 << 20).unwrap();
-    let st = Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-L", label])
-        .arg(image)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 #[test]
 fn device_must_carry_the_terra_label_and_is_unmounted_after() {
     let s = Setup::new();
@@ -450,14 +439,7 @@ fn a_full_disk_is_a_clear_error_and_nothing_is_recorded() {
     ok(&["--device", dev, "install", &s.layout.reference("v1")]);
     // 80 MB that do not compress: more than the 64 MB filesystem holds.
     let mut layout = Layout::create(&s.tmp.path().join("big")).unwrap();
-    let mut noise = vec![0u8; 80 << 20];
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    for chunk in noise.chunks_mut(8) {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
-    }
+    let noise = noise(80 << 20, 0x2545_f491_4f6c_dd1d);
     let mut t = Tar::new();
     t.file("big", &noise, 0o644);
     add_intact(&mut layout, "big", &[Layer::plain(t.finish())]);

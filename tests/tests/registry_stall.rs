@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use terra_tests::install_support::*;
-use terra_tests::ocilayout::{Layer, Layout, Made, Tar};
+use terra_tests::ocilayout::{noise, Layer, Layout, Made, Tar};
 
 /// How the server sends the slow blob: `bytes` every `every`.
 #[derive(Clone, Copy)]
@@ -102,15 +102,7 @@ fn answer(mut conn: TcpStream, dir: &Path, manifest: &str, slow: &str, t: Trickl
 /// An image whose one layer is 512 KiB that do not compress.
 fn image(tmp: &Path) -> (Layout, Made) {
     let mut layout = Layout::create(&tmp.join("img")).unwrap();
-    let mut x: u32 = 0x51ab_1e55;
-    let noise: Vec<u8> = (0..512 << 10)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect();
+    let noise = noise(512 << 10, 0x51ab_1e55);
     let mut t = Tar::new();
     t.dir("etc", 0o755)
         .file("etc/hostname", b"slow\n", 0o644)
