@@ -80,9 +80,20 @@ impl<'a> Request<'a> {
 pub enum Gate {
     /// Mount and boot it; `spend` says a try must be written first.
     Boot { spend: bool },
-    /// Do not boot it. `fail` says the version is to be recorded failed now
-    /// (it ran out of tries); otherwise `reason` is only noted.
-    Skip { reason: String, fail: bool },
+    /// Do not boot it, for `reason`; `record` says what to write about it.
+    Skip { reason: String, record: Record },
+}
+
+/// What stage 1 writes about a version it skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record {
+    /// It ran out of tries: record it failed now ([`Metadata::record_failure`]).
+    Fail,
+    /// Keep the reason as its last failure, without failing it
+    /// ([`Metadata::note_failure`]): the request, not the version, was wrong.
+    Note,
+    /// Already failed: nothing new to write.
+    Nothing,
 }
 
 /// Whether stage 1 may boot `rec`, pinned to `pin` (the digest asked for on
@@ -96,7 +107,7 @@ pub fn gate(rec: &VersionRecord, pin: Option<&str>) -> Gate {
                     "digest mismatch: expected {want}, found {}",
                     found.unwrap_or("no digest in its record")
                 ),
-                fail: false,
+                record: Record::Note,
             };
         }
     }
@@ -108,11 +119,11 @@ pub fn gate(rec: &VersionRecord, pin: Option<&str>) -> Gate {
                 Some(last) => format!("no tries left and never became good (last: {last})"),
                 None => "no tries left and never became good".to_string(),
             },
-            fail: true,
+            record: Record::Fail,
         },
         Status::Failed { reason, .. } => Gate::Skip {
             reason: format!("failed earlier: {reason}"),
-            fail: false,
+            record: Record::Nothing,
         },
     }
 }

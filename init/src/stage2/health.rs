@@ -68,6 +68,7 @@ mod tests {
                 tries_left: tries,
                 good: false,
                 last_failure: None,
+                failed_at: None,
             },
         }
     }

@@ -83,7 +83,7 @@ fn gate_of_every_status_and_pin() {
             None,
             Gate::Skip {
                 reason: exhausted_reason.into(),
-                fail: true,
+                record: Record::Fail,
             },
         ),
         (
@@ -91,7 +91,7 @@ fn gate_of_every_status_and_pin() {
             None,
             Gate::Skip {
                 reason: "failed earlier: boom".into(),
-                fail: false,
+                record: Record::Nothing,
             },
         ),
         (good(), Some("sha256:good"), Gate::Boot { spend: false }),
@@ -105,7 +105,7 @@ fn gate_of_every_status_and_pin() {
             Some("sha256:other"),
             Gate::Skip {
                 reason: "digest mismatch: expected sha256:other, found sha256:good".into(),
-                fail: false,
+                record: Record::Note,
             },
         ),
     ];
@@ -119,14 +119,14 @@ fn gate_of_every_status_and_pin() {
         gate(&rec(1, b), None),
         Gate::Skip {
             reason: format!("{exhausted_reason} (last: health gate: containerd not ready)"),
-            fail: true
+            record: Record::Fail
         }
     );
     let mut no_image = rec(1, good());
     no_image.image = None;
     assert!(matches!(
         gate(&no_image, Some("sha256:x")),
-        Gate::Skip { reason, fail: false } if reason.contains("no digest in its record")
+        Gate::Skip { reason, record: Record::Note } if reason.contains("no digest in its record")
     ));
 }
 

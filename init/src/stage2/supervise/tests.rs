@@ -60,6 +60,7 @@ fn partition_with_v1(dir: &Path) -> Partition {
             tries_left: Some(2),
             good: false,
             last_failure: None,
+            failed_at: None,
         },
     };
     meta.versions.insert("v1".into(), rec);
