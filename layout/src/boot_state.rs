@@ -5,7 +5,7 @@
 //! ```text
 //!   terra default NAME  ->  pending (tries_left = N, the good default kept as `fallback`)
 //!   stage 1 boots it    ->  one try spent (written before switching root)
-//!   stage 2 gate passes ->  good (tries cleared)
+//!   stage 2 gate passes ->  good (counting ends)
 //!   no try left, not good, at the next boot  ->  failed (reason, time);
 //!                           the default goes back to `fallback`
 //! ```
@@ -239,20 +239,18 @@ impl Metadata {
         }
     }
 
-    /// Stage 2: the gate passed. Returns whether anything changed.
+    /// Stage 2: the gate passed. The tries left stay as they were (a good
+    /// version does not count; they show how many boots it took). Returns
+    /// whether anything changed.
     pub fn mark_good(&mut self, name: &str) -> bool {
         let Some(rec) = self.versions.get_mut(name) else {
             return false;
         };
-        let good = BootState {
-            good: true,
-            last_failure: rec.boot.last_failure.clone(),
-            ..BootState::default()
-        };
-        if rec.boot == good {
+        if rec.boot.good && rec.boot.failed_at.is_none() {
             return false;
         }
-        rec.boot = good;
+        rec.boot.good = true;
+        rec.boot.failed_at = None;
         true
     }
 
