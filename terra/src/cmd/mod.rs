@@ -6,6 +6,7 @@ mod install;
 mod list;
 mod power;
 mod remove;
+mod rollback;
 pub mod source;
 mod unpack;
 
@@ -79,6 +80,7 @@ pub enum Command {
     List(list::ListArgs),
     Default(default::DefaultArgs),
     Remove(remove::RemoveArgs),
+    Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
     Unpack(unpack::UnpackArgs),
     /// Power the machine off (asks PID 1, Terra's init, with SIGTERM).
@@ -94,6 +96,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::List(a) => list::run(g, a),
         Command::Default(a) => default::run(g, a),
         Command::Remove(a) => remove::run(g, a),
+        Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
         Command::Unpack(a) => unpack::run(a),
         Command::Poweroff => power::run(power::Action::Poweroff),
