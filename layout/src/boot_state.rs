@@ -13,7 +13,7 @@
 //! A version that was never activated (installed, or written by an older
 //! `terra`) is *untried*: it boots without counting, as before boot counting.
 
-use crate::record::{BootState, Metadata, VersionRecord};
+use crate::record::{BootState, Handoff, Metadata, VersionRecord};
 
 /// Tries a version gets from `terra default` without `--tries`.
 pub const DEFAULT_TRIES: u32 = 3;
@@ -146,11 +146,15 @@ pub enum Activated {
     Good,
     /// The version is pending with this many tries.
     Pending { tries: u32 },
+    /// The version hands off to another init (`exec`): no stage 2 runs to
+    /// pass a health gate, so it is the default without counting.
+    Ungated,
 }
 
 impl Metadata {
     /// `terra default NAME`: makes `name` the default. A good version is
-    /// default at once; any other becomes pending with `tries` tries (an
+    /// default at once, and so is one with an `exec` handoff (nothing would
+    /// ever mark it good); any other becomes pending with `tries` tries (an
     /// earlier failure is forgotten), and the current default, if good, is
     /// kept as the fallback (else the fallback already recorded stays).
     pub fn activate(&mut self, name: &str, tries: u32) -> Result<Activated, StateError> {
@@ -172,6 +176,9 @@ impl Metadata {
         };
         if rec.boot.good {
             return Ok(Activated::Good);
+        }
+        if matches!(rec.handoff, Handoff::Exec { .. }) {
+            return Ok(Activated::Ungated);
         }
         rec.boot = BootState {
             tries_left: Some(tries),

@@ -24,9 +24,13 @@ pub struct PartitionLock {
 }
 
 /// Takes the lock, waiting at most `wait` for another holder (a long
-/// install must not stall PID 1 forever). Creates `tmp/` if missing.
+/// install must not stall PID 1 forever). Creates `tmp/` if missing, but
+/// not the partition root: a wrong root is an error, not a new tree.
 pub fn lock(part: &Partition, wait: Duration) -> io::Result<PartitionLock> {
-    std::fs::create_dir_all(part.tmp_dir())?;
+    match std::fs::create_dir(part.tmp_dir()) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     let path = part.root().join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -69,5 +73,13 @@ mod tests {
         assert!(err.to_string().contains("terra.lock"), "{err}");
         drop(held);
         lock(&part, Duration::ZERO).unwrap();
+    }
+
+    #[test]
+    fn a_missing_partition_is_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let part = Partition::new(dir.path().join("nope"));
+        assert!(lock(&part, Duration::ZERO).is_err());
+        assert!(!dir.path().join("nope").exists());
     }
 }

@@ -187,6 +187,18 @@ fn activating_makes_pending_and_keeps_the_good_default() {
 }
 
 #[test]
+fn a_version_that_execs_another_init_is_not_counted() {
+    let mut m = two(true);
+    m.versions.get_mut("v2").unwrap().handoff = Handoff::Exec {
+        path: "/sbin/init".into(),
+        args: vec![],
+    };
+    assert_eq!(m.activate("v2", 3), Ok(Activated::Ungated));
+    assert_eq!(m.default.as_deref(), Some("v2"));
+    assert_eq!(m.versions["v2"].boot.status(), Status::Untried);
+}
+
+#[test]
 fn activating_a_failed_version_gives_it_fresh_tries() {
     let mut m = two(true);
     m.versions.get_mut("v2").unwrap().boot = state(Some(0), false, Some(9));

@@ -27,6 +27,10 @@ pub fn run(g: &Global, a: DefaultArgs) -> Result<()> {
     crate::menu::write(&target.part, &meta).context("rewriting the boot menu")?;
     match done {
         Activated::Good => log::info!("default version: {} (good)", a.name),
+        Activated::Ungated => log::info!(
+            "default version: {} (hands off to another init: no health gate, not counted)",
+            a.name
+        ),
         Activated::Pending { tries } => log::info!(
             "default version: {} (pending, {tries} tries; falls back to {})",
             a.name,
