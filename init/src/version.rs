@@ -26,6 +26,8 @@ pub struct Booted {
     pub detail: Option<String>,
     /// The versions passed over, each with its reason (for the timeline).
     pub skipped: Vec<String>,
+    /// A try was spent on this boot: stage 2's gate decides its fate.
+    pub on_trial: bool,
     pub handoff: Handoff,
 }
 

@@ -111,6 +111,7 @@ pub(super) fn mount_root(
             reason,
             detail: detail(left, &skipped),
             skipped,
+            on_trial: left.is_some(),
             handoff: rec.handoff.clone(),
         });
     }
@@ -130,6 +131,7 @@ pub(super) fn mount_root(
                 reason: "last resort",
                 detail: Some("every version failed".into()),
                 skipped,
+                on_trial: false,
                 handoff: rec.handoff.clone(),
             });
         }
