@@ -72,7 +72,13 @@ pub fn mount(env: &Env, params: &BootParams, found: &Found) -> Result<Booted, Bo
             path: part.metadata(),
         });
     }
-    let booted = counting::mount_root(env, &part, &meta, params.version.as_deref())?;
+    let booted = counting::mount_root(
+        env,
+        &part,
+        &meta,
+        params.version.as_deref(),
+        params.init.is_some(),
+    )?;
     bind_containerd(env, &part)?;
     apply_odisk(env, &part);
     mount_tmp(env)?;

@@ -271,6 +271,10 @@ impl Kernel for Fake {
     fn connects(&self, socket: &Path) -> bool {
         self.listening.contains(socket)
     }
+    /// Everything exists but what `fail_on` names.
+    fn exists(&self, path: &Path) -> bool {
+        self.record(format!("test -e {}", path.display())).is_ok()
+    }
     fn set_hostname(&self, name: &str) -> io::Result<()> {
         self.record(format!("hostname {name}"))
     }

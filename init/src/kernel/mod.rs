@@ -204,6 +204,9 @@ pub trait Kernel: Sync {
     fn spawn(&self, cmd: &Spawn) -> io::Result<Spawned>;
     /// Whether a unix socket accepts a connection (a service's ready check).
     fn connects(&self, socket: &Path) -> bool;
+    /// Whether `path` exists, as itself (a symlink is not followed: in the
+    /// new root an absolute link points into that root, not ours).
+    fn exists(&self, path: &Path) -> bool;
     fn set_hostname(&self, name: &str) -> io::Result<()>;
     /// `ip link set NAME up`.
     fn link_up(&self, name: &str) -> io::Result<()>;

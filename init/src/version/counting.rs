@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use terra_layout::boot_order::Reason;
 use terra_layout::boot_state::{gate, Gate, Record, Request};
-use terra_layout::{Metadata, Partition};
+use terra_layout::{Handoff, Metadata, Partition};
 
 use super::{mount_overlay, Booted};
 use crate::env::Env;
@@ -28,6 +28,7 @@ pub(super) fn mount_root(
     part: &Partition,
     meta: &Metadata,
     requested: Option<&str>,
+    init_override: bool,
 ) -> Result<Booted, BootError> {
     let request = requested.map(Request::parse);
     let name = request.as_ref().map(|r| r.name);
@@ -70,8 +71,11 @@ pub(super) fn mount_root(
                 continue;
             }
         };
-        if let Err(e) = mount_overlay(env, part, rec) {
-            let reason = format!("cannot mount: {e}");
+        // (the reason recorded, the line for the fatal block)
+        let mounted = mount_overlay(env, part, rec)
+            .map_err(|e| (format!("cannot mount: {e}"), e.to_string()))
+            .and_then(|()| handoff_present(env, rec, init_override).map_err(|r| (r.clone(), r)));
+        if let Err((reason, found)) = mounted {
             log::warn!("version {v} {reason}; trying the next one");
             // A pending version that cannot be mounted failed like one that
             // crashed; a good one may be whole again next boot (a disk that
@@ -82,7 +86,7 @@ pub(super) fn mount_root(
                 next.note_failure(v, &reason);
             }
             skipped.push(format!("{v}: {reason}"));
-            tried.push(format!("version {v}: {e}"));
+            tried.push(format!("version {v}: {found}"));
             continue;
         }
         let left = if spend { next.spend_try(v) } else { None };
@@ -137,6 +141,27 @@ pub(super) fn mount_root(
         }
     }
     Err(BootError::NoVersionMounted { tried })
+}
+
+/// A version that execs a program must have it: found missing after switch
+/// root, there would be nothing to go back to (PID 1 could only wait), so it
+/// is checked here, where the next version can still boot.
+fn handoff_present(
+    env: &Env,
+    rec: &terra_layout::VersionRecord,
+    init_override: bool,
+) -> Result<(), String> {
+    match &rec.handoff {
+        Handoff::Exec { path, .. } if !init_override => {
+            let p = env.paths.newroot.join(path.trim_start_matches('/'));
+            if env.kernel.exists(&p) {
+                Ok(())
+            } else {
+                Err(format!("has no handoff program {path} in its root"))
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Records `v` failed, and says so when the default moves back.

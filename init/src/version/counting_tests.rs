@@ -262,3 +262,34 @@ fn when_every_version_failed_one_boots_as_a_last_resort() {
     assert_eq!(again.booted.name, "v2");
     assert!(!again.written);
 }
+
+#[test]
+fn a_version_whose_handoff_program_is_missing_is_passed_over() {
+    let mut m = meta(BootState::default(), "v2", None);
+    m.versions.get_mut("v2").unwrap().handoff = Handoff::Exec {
+        path: "/sbin/gone".into(),
+        args: vec![],
+    };
+    let text = m.to_json();
+    let s = setup(&text, None);
+    let k = Fake::failing(&["sbin/gone"]);
+    let env = Env::new(s.paths.clone(), &k, Instant::now());
+    let b = mount(&env, &params(None), &found()).unwrap();
+    assert_eq!(
+        b.line(),
+        "booting version v1 (fallback: skipped v2: has no handoff program /sbin/gone in its root)"
+    );
+    let after = Metadata::load(&s.paths.partition.join("ov/metadata.db")).unwrap();
+    assert_eq!(
+        after.versions["v2"].boot.last_failure.as_deref(),
+        Some("has no handoff program /sbin/gone in its root")
+    );
+    // terra.init= replaces the record's handoff: nothing to check then.
+    let s = setup(&text, None);
+    let env = Env::new(s.paths.clone(), &k, Instant::now());
+    let p = BootParams {
+        init: Some("/bin/sh".into()),
+        ..BootParams::default()
+    };
+    assert_eq!(mount(&env, &p, &found()).unwrap().name, "v2");
+}

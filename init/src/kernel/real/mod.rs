@@ -167,6 +167,10 @@ impl Kernel for Real {
         std::os::unix::net::UnixStream::connect(socket).is_ok()
     }
 
+    fn exists(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok()
+    }
+
     fn set_hostname(&self, name: &str) -> io::Result<()> {
         Ok(nix::unistd::sethostname(name)?)
     }
