@@ -132,25 +132,21 @@ pub fn render(meta: &Metadata, opts: &MenuOptions) -> String {
     s
 }
 
-/// `Terra v2 (default, pending)`: the default and the boot counting state
+/// `Terra v2 (default) [pending]`: the default, and the boot counting state
 /// a person choosing in the menu should know (good and untried versions
 /// carry no mark). The state is the one of the last `terra` change: stage 1
 /// does not rewrite the menu when it spends a try or fails a version.
 fn title(name: &str, rec: &VersionRecord, default: bool) -> String {
-    let mut marks = Vec::new();
+    let mut t = format!("Terra {name}");
     if default {
-        marks.push("default");
+        t.push_str(" (default)");
     }
     match rec.boot.status() {
-        Status::Pending { .. } | Status::Exhausted => marks.push("pending"),
-        Status::Failed { .. } => marks.push("failed"),
+        Status::Pending { .. } | Status::Exhausted => t.push_str(" [pending]"),
+        Status::Failed { .. } => t.push_str(" [failed]"),
         Status::Good | Status::Untried => {}
     }
-    if marks.is_empty() {
-        format!("Terra {name}")
-    } else {
-        format!("Terra {name} ({})", marks.join(", "))
-    }
+    t
 }
 
 /// GRUB single quotes: `'` itself cannot appear inside, so close, escape, reopen.
@@ -197,11 +193,11 @@ mod tests {
         let cfg = render(&m, &MenuOptions::default());
         let titles: Vec<&str> = cfg.lines().filter(|l| l.starts_with("menuentry")).collect();
         assert!(
-            titles[0].starts_with("menuentry 'Terra v3 (default, pending)'"),
+            titles[0].starts_with("menuentry 'Terra v3 (default) [pending]'"),
             "{cfg}"
         );
         assert!(
-            titles[1].starts_with("menuentry 'Terra v2 (failed)'"),
+            titles[1].starts_with("menuentry 'Terra v2 [failed]'"),
             "{cfg}"
         );
         assert!(titles[2].starts_with("menuentry 'Terra v1'"), "{cfg}");

@@ -96,7 +96,7 @@ fn default_makes_pending_and_rollback_goes_back() {
     assert!(text.contains("falls back to: v1"), "{text}");
     // The menu is rewritten with the new default first.
     let cfg = std::fs::read_to_string(part.grub_cfg()).unwrap();
-    assert!(cfg.contains("Terra v2 (default, pending)"), "{cfg}");
+    assert!(cfg.contains("Terra v2 (default) [pending]"), "{cfg}");
 
     ok(root, &["rollback"]);
     let m = Metadata::load(&part.metadata()).unwrap();
@@ -141,4 +141,21 @@ fn a_failed_version_is_listed_with_its_reason_and_time() {
         text.contains("v2: no tries left and never became good"),
         "{text}"
     );
+}
+
+#[test]
+fn logs_shows_a_saved_boot_and_lists_them() {
+    let (dir, part) = partition();
+    let root = dir.path();
+    let err = refused(root, &["logs"]);
+    assert!(err.contains("no saved log for --boot -1"), "{err}");
+    terra_layout::bootlog::save(&part, "[    1.000000] terra: booting version v2\n").unwrap();
+    terra_layout::bootlog::save(&part, "[    1.000000] terra: booting version v1\n").unwrap();
+    assert!(ok(root, &["logs"]).contains("booting version v1"));
+    assert!(ok(root, &["logs", "--boot", "-2"]).contains("booting version v2"));
+    let err = refused(root, &["logs", "--boot", "-3"]);
+    assert!(err.contains("expected -1 to -2"), "{err}");
+    let list = ok(root, &["logs", "--list"]);
+    assert!(list.contains(" -1  boot-000002.log"), "{list}");
+    assert!(list.contains(" -2  boot-000001.log"), "{list}");
 }
