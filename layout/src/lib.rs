@@ -4,8 +4,8 @@
 //! Everything two of them must agree on lives here and only here: where things
 //! are on the partition ([`partition`]), the boot records in `ov/metadata.db`
 //! ([`record`]) and the one order in which versions boot and are listed
-//! ([`boot_order`]), boot counting ([`boot_state`]) and the partition's
-//! write lock ([`lock`]), the extra mounts of `odisk` ([`odisk`]), the kernel
+//! ([`boot_order`]), boot counting ([`boot_state`]), the saved boot logs
+//! ([`bootlog`]) and the partition's write lock ([`lock`]), the extra mounts of `odisk` ([`odisk`]), the kernel
 //! command line ([`cmdline`]: its keys, its parser and its writer), the
 //! initramfs's module list and directory skeleton ([`initramfs`]), and the
 //! crash-safe way to replace a file ([`atomic`]).
@@ -25,6 +25,7 @@
 pub mod atomic;
 pub mod boot_order;
 pub mod boot_state;
+pub mod bootlog;
 pub mod cmdline;
 pub mod initramfs;
 pub mod lock;

@@ -4,6 +4,7 @@ mod default;
 mod gc;
 mod install;
 mod list;
+mod logs;
 mod power;
 mod remove;
 mod rollback;
@@ -78,6 +79,7 @@ impl Global {
 pub enum Command {
     Install(install::InstallArgs),
     List(list::ListArgs),
+    Logs(logs::LogsArgs),
     Default(default::DefaultArgs),
     Remove(remove::RemoveArgs),
     Rollback(rollback::RollbackArgs),
@@ -94,6 +96,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
     match cli.command {
         Command::Install(a) => install::run(g, a, hooks),
         Command::List(a) => list::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
         Command::Default(a) => default::run(g, a),
         Command::Remove(a) => remove::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
