@@ -159,3 +159,38 @@ fn logs_shows_a_saved_boot_and_lists_them() {
     assert!(list.contains(" -1  boot-000002.log"), "{list}");
     assert!(list.contains(" -2  boot-000001.log"), "{list}");
 }
+
+/// `terra default` and `terra rollback` killed at many instants: the records
+/// always parse and are the old or the new state, never a mix (the one
+/// atomic replace). A process kill, not a power cut: the VM tests cut power
+/// during boots.
+#[test]
+fn killed_at_any_instant_default_and_rollback_leave_old_or_new_records() {
+    let (dir, part) = partition();
+    let root = dir.path();
+    for round in 0..60u64 {
+        let args: &[&str] = if round % 2 == 0 {
+            &["default", "v2", "--tries", "2"]
+        } else {
+            &["rollback"]
+        };
+        let mut child = Command::new(env!("CARGO_BIN_EXE_terra"))
+            .arg("--root")
+            .arg(root)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_micros(round * 97 % 4000));
+        let _ = child.kill();
+        let _ = child.wait();
+        let m = Metadata::load(&part.metadata()).unwrap();
+        let v2 = &m.versions["v2"].boot;
+        let old = m.default.as_deref() == Some("v1") && m.fallback.is_none();
+        let new = m.default.as_deref() == Some("v2")
+            && m.fallback.as_deref() == Some("v1")
+            && v2.tries_left == Some(2);
+        assert!(old || new, "round {round}: {m:?}");
+        assert!(m.versions["v1"].boot.good, "round {round}");
+    }
+}
