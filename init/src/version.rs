@@ -87,7 +87,12 @@ pub fn mount(env: &Env, params: &BootParams, found: &Found) -> Result<Booted, Bo
 
 fn mount_partition(env: &Env, found: &Found) -> Result<Partition, BootError> {
     let target = &env.paths.partition;
-    let m = Mount::new(&found.node.display().to_string(), target, "ext4");
+    // nosuid,nodev: the partition holds every version's layers, with their
+    // setuid binaries and device nodes; reachable at its documented path,
+    // they must not work. The overlay root is its own mount (flags of its
+    // own) and the vlc bind is remounted without them (bind_containerd).
+    let m = Mount::new(&found.node.display().to_string(), target, "ext4")
+        .flags(MsFlags::MS_NOSUID | MsFlags::MS_NODEV);
     let err = |source| BootError::MountPartition {
         device: found.node.display().to_string(),
         target: target.clone(),
@@ -165,7 +170,15 @@ fn bind_containerd(env: &Env, part: &Partition) -> Result<(), BootError> {
     };
     env.mkdir(&part.vlc_dir(), 0o711).map_err(err)?;
     env.mkdir(&target, 0o711).map_err(err)?;
-    env.mount(&m).map_err(err)
+    env.mount(&m).map_err(err)?;
+    // A bind takes the partition's nosuid,nodev; containerd's snapshots
+    // need both (setuid binaries and device nodes in containers), and a
+    // bind changes its flags only on a remount.
+    let re = Mount::bind(part.vlc_dir(), &target).flags(MsFlags::MS_REMOUNT);
+    env.mount(&re).map_err(|source| BootError::NewRoot {
+        line: re.to_shell(),
+        source,
+    })
 }
 
 /// The extra mounts of `odisk`. A bad file or entry is logged, not fatal.

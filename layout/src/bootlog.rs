@@ -5,6 +5,7 @@
 //! deliberate power-off or reboot; the oldest beyond [`KEEP`] are dropped.
 
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 
 use crate::Partition;
@@ -76,7 +77,8 @@ pub fn list(part: &Partition) -> io::Result<Vec<String>> {
 /// Saves `text` as the newest log (atomically) and drops the oldest.
 pub fn save(part: &Partition, text: &str) -> io::Result<PathBuf> {
     let dir = part.root().join(LOG_DIR);
-    match std::fs::create_dir(&dir) {
+    // 0700 like the partition's other trees: a log may hold secrets.
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }

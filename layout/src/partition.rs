@@ -108,6 +108,17 @@ pub fn layer_snapshot(chain_id: &str) -> String {
     format!("ov/snapshots/sha256-{hex}")
 }
 
+/// Names under `boot/` that belong to the partition itself and never to a
+/// version: GRUB's directory, and where an EFI system partition is mounted.
+/// A version's boot files live in `boot/<version>/`, so a version may not
+/// take one of these names (compared ignoring case, as FAT does).
+pub const BOOT_OWN_NAMES: [&str; 2] = ["grub", "efi"];
+
+/// Whether `name` is one of [`BOOT_OWN_NAMES`].
+pub fn is_boot_own_name(name: &str) -> bool {
+    BOOT_OWN_NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
+}
+
 /// The record paths of a version's writable layer: (upper, work).
 pub fn version_rw(name: &str) -> (String, String) {
     (

@@ -175,10 +175,10 @@ fn run_build(cli: &Cli) -> Result<()> {
     }
     let cpio = image.archive.write_newc(Vec::new())?;
     let bytes = compression.compress(&cpio)?;
-    output::write_image(&output, &bytes)?;
+    let written = output::write_image(&output, &bytes)?;
     eprintln!(
         "mkinitrd: wrote {}: {} bytes ({}; {} uncompressed), {} entries, {} modules, in {} ms",
-        output.display(),
+        written.display(),
         bytes.len(),
         compression.describe(),
         cpio.len(),

@@ -21,14 +21,17 @@ pub enum CrashPoint {
     Publish,
     /// Blobs and snapshots published; the version record not yet written.
     Record,
+    /// The version record written; the boot menu not yet.
+    Menu,
 }
 
 impl CrashPoint {
-    pub const ALL: [CrashPoint; 4] = [
+    pub const ALL: [CrashPoint; 5] = [
         CrashPoint::Download,
         CrashPoint::Unpack,
         CrashPoint::Publish,
         CrashPoint::Record,
+        CrashPoint::Menu,
     ];
 
     /// The name tests use (`TERRA_CRASH_AT=record`).
@@ -38,6 +41,7 @@ impl CrashPoint {
             CrashPoint::Unpack => "unpack",
             CrashPoint::Publish => "publish",
             CrashPoint::Record => "record",
+            CrashPoint::Menu => "menu",
         }
     }
 

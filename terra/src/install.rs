@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use terra_layout::partition::{is_boot_own_name, BOOT_OWN_NAMES};
 use terra_layout::record::{check_name, BootState, ImageInfo};
 use terra_layout::{Handoff, Metadata, Partition, VersionRecord};
 
@@ -50,6 +51,12 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         )
     })?;
     check_name(&name)?;
+    if is_boot_own_name(&name) {
+        bail!(
+            "version name {name:?} is taken by the partition itself (boot/{name} is not a version's; reserved: {}): give another with --name",
+            BOOT_OWN_NAMES.join(", ")
+        );
+    }
     if already_installed(part, req, &name, &image)? {
         return Ok(());
     }
@@ -59,8 +66,13 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         image.manifest_digest,
         image.layers.len()
     );
-    let made = fetch_and_unpack(part, &store, &snapshots, req, &image)?;
-    let record = prepare_version(part, req, &name, &image)?;
+    let made = fetch_and_unpack(part, &store, &snapshots, req, &image)
+        .and_then(|made| prepare_version(part, req, &name, &image).map(|r| (made, r)));
+    let (made, record) = match made {
+        Ok(x) => x,
+        Err(e) if is_no_space(&e) => return Err(give_back_space(part, &image, e)),
+        Err(e) => return Err(e),
+    };
     let size = record.size;
     let default = write_record(part, req, &name, record)?;
     log::info!(
@@ -87,6 +99,9 @@ fn already_installed(part: &Partition, req: &Request, name: &str, image: &Image)
         .as_ref()
         .is_some_and(|i| i.digest == image.manifest_digest.as_ref());
     if same && !req.force && lowers_present(part, old) {
+        // A run killed between the record and the menu left a stale menu:
+        // every run leaves the menu matching the records.
+        crate::menu::write(part, &meta)?;
         log::info!(
             "version {name} is already installed from {} (no change)",
             image.manifest_digest
@@ -118,11 +133,9 @@ fn prepare_version(
         .collect();
     let (kernel, initrd) = crate::menu::copy_boot_files(part, name, &lowers)?;
     let (upper, work) = terra_layout::partition::version_rw(name);
+    keep_aside_if_replaced(part, name, image)?;
     for d in [&upper, &work] {
         let p = part.resolve(d)?;
-        if req.force && p.exists() {
-            fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
-        }
         fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
     }
     let size = lowers
@@ -148,6 +161,38 @@ fn prepare_version(
     })
 }
 
+/// `--force` over a version installed from another image: its writable
+/// layer (what people wrote in it) is moved to `ov/snapshots/kept-NAME-SECS`,
+/// which nothing of terra deletes, and the new image starts with an empty
+/// one. A reinstall of the same image keeps the layer in place.
+fn keep_aside_if_replaced(part: &Partition, name: &str, image: &Image) -> Result<()> {
+    let meta = Metadata::load(&part.metadata())?;
+    let Some(old) = meta.versions.get(name) else {
+        return Ok(());
+    };
+    if old
+        .image
+        .as_ref()
+        .is_some_and(|i| i.digest == image.manifest_digest.as_ref())
+    {
+        return Ok(());
+    }
+    let rw = part.snapshots_dir().join(format!("rw-{name}"));
+    if !rw.exists() {
+        return Ok(());
+    }
+    let kept = part.snapshots_dir().join(format!("kept-{name}-{}", now()));
+    fs::rename(&rw, &kept)
+        .with_context(|| format!("moving {} to {}", rw.display(), kept.display()))?;
+    terra_layout::atomic::fsync_dir(&part.snapshots_dir())
+        .with_context(|| format!("syncing {}", part.snapshots_dir().display()))?;
+    log::warn!(
+        "version {name} is replaced by another image: its writable layer (what was written in it) is kept in {}; delete it when no longer needed",
+        kept.display()
+    );
+    Ok(())
+}
+
 /// The record, last (everything it names is on disk), then the boot menu.
 /// Returns whether the version is the default.
 fn write_record(
@@ -163,6 +208,7 @@ fn write_record(
     }
     req.hooks.reached(CrashPoint::Record);
     meta.store(&part.metadata())?;
+    req.hooks.reached(CrashPoint::Menu);
     crate::menu::write(part, &meta)?;
     Ok(meta.default.as_deref() == Some(name))
 }
@@ -241,6 +287,15 @@ fn fetch_and_unpack(
     if done.is_empty() {
         return Ok(0);
     }
+    // Paths through symlinks of lower layers need those layers unpacked.
+    if let Err(e) = snapshots.settle(&image.layers) {
+        for (_, unpacked) in &done {
+            for t in unpacked.iter().filter_map(|(_, t)| t.as_ref()) {
+                let _ = fs::remove_dir_all(t);
+            }
+        }
+        return Err(e);
+    }
     sync_fs(part.root())?;
     req.hooks.reached(CrashPoint::Publish);
     let mut made = 0;
@@ -295,6 +350,42 @@ fn one_blob<'a>(
         }
     }
     Ok((fetched, unpacked))
+}
+
+/// Whether the partition ran out of space (or inodes, or quota).
+fn is_no_space(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| {
+            // ENOSPC, EDQUOT
+            io.kind() == std::io::ErrorKind::StorageFull
+                || matches!(io.raw_os_error(), Some(28 | 122))
+        })
+    })
+}
+
+/// After running out of space: the partial downloads of this image and the
+/// unpacks in `tmp/` are removed (keeping them to resume would keep the
+/// partition full, and on a running system containerd shares it), and the
+/// error says so and how to free more. Nothing any version uses is touched.
+fn give_back_space(part: &Partition, image: &Image, e: anyhow::Error) -> anyhow::Error {
+    let mut freed = 0u64;
+    for l in &image.layers {
+        let partial = part.ingest_dir().join(l.digest.hex());
+        if let Ok(m) = fs::metadata(&partial) {
+            if fs::remove_file(&partial).is_ok() {
+                freed += m.len();
+            }
+        }
+    }
+    let tmp = Snapshots::new(part);
+    let before = dir_size(&part.tmp_dir());
+    if tmp.clear_tmp().is_ok() {
+        freed += before.saturating_sub(dir_size(&part.tmp_dir()));
+    }
+    e.context(format!(
+        "the partition is full: removed this install's partial downloads and unpacks ({:.1} MB); `terra gc` frees layers and blobs no version uses, `terra remove NAME` a version",
+        freed as f64 / 1e6
+    ))
 }
 
 fn now() -> u64 {

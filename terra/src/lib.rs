@@ -12,10 +12,18 @@
 //!   registry client.
 //! - [`content`]: the content store (verified blobs, resumable ingest).
 //! - [`image`]: resolving a reference to manifest, config and layers.
-//! - [`unpack`]: one layer tar into a directory, safely.
+//! - [`unpack`]: one layer tar into a directory, safely; its parts
+//!   [`pax`] (pax records), [`tarmeta`] (header fields, metadata on disk)
+//!   and [`lowers`] (paths through symlinks of lower layers).
 //! - [`snapshot`]: the snapshot store (one unpacked layer each).
 //! - [`install`]: the orchestrator; the version record last.
 //! - [`cmd`]: the command line.
+
+// The layer unpacker's parts (docs/layers.md), used by `unpack` and
+// `snapshot` only.
+pub mod lowers;
+pub mod pax;
+pub mod tarmeta;
 
 pub mod cmd;
 pub mod content;
@@ -26,6 +34,7 @@ pub mod image;
 pub mod install;
 pub mod logger;
 pub mod menu;
+pub mod mounts;
 pub mod progress;
 pub mod reference;
 pub mod registry;
@@ -34,3 +43,4 @@ pub mod source;
 pub mod target;
 pub mod targuard;
 pub mod unpack;
+pub mod watchdog;

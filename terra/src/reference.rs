@@ -104,6 +104,31 @@ fn parse_layout(rest: &str) -> Result<LayoutRef> {
     })
 }
 
+/// `host[:port]` (`[v6]:port`): a port is a number from 1 to 65535, so a
+/// typo is refused here rather than when the first request fails.
+fn check_host(registry: &str) -> std::result::Result<(), String> {
+    let (host, port) = match registry.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((_, "")) => return Ok(()),
+            Some((h, tail)) => (h, tail.strip_prefix(':').unwrap_or(tail)),
+            None => return Err(format!("registry {registry:?}: unclosed '['")),
+        },
+        None => match registry.split_once(':') {
+            Some((h, p)) => (h, p),
+            None => return Ok(()),
+        },
+    };
+    if host.is_empty() {
+        return Err(format!("registry {registry:?}: no host before the port"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!(
+            "registry {registry:?}: the port {port:?} is not a number from 1 to 65535"
+        )),
+    }
+}
+
 fn parse_registry(s: &str) -> Result<RegistryRef> {
     let bad = |why: &str| anyhow::anyhow!("image reference {s:?}: {why}");
     if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
@@ -152,6 +177,7 @@ fn parse_registry(s: &str) -> Result<RegistryRef> {
             "bad repository name (lowercase letters, digits, . _ - and /)",
         ));
     }
+    check_host(&registry).map_err(|why| bad(&why))?;
     Ok(RegistryRef {
         registry,
         repository,
@@ -227,6 +253,7 @@ mod tests {
                 .unwrap(),
             "1"
         );
+        assert_eq!(reg("[::1]:5000/os:v2").registry, "[::1]:5000");
         let r = reg("127.0.0.1:5000/os:v2");
         assert_eq!(
             (r.repository.as_str(), r.tag.as_deref()),
@@ -260,6 +287,11 @@ mod tests {
             "x@sha256:12",
             "x/../y",
             "docker.io/.hidden",
+            "host:badport/x",
+            "host:0/x",
+            "host:65536/x:v1",
+            "host:/x",
+            ":5000/x",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad}");
         }

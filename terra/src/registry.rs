@@ -15,6 +15,7 @@ use crate::digest::Digest;
 use crate::dockercfg::Credentials;
 use crate::reference::RegistryRef;
 use crate::source::{Root, Source, MAX_MANIFEST};
+use crate::watchdog::{Limits, Watchdog};
 
 /// Every manifest type we read. Without it, `distribution` answers 404 for
 /// OCI manifests and converts Docker schema 2 to schema 1 (another digest).
@@ -30,13 +31,21 @@ pub struct Registry {
     creds: Option<Credentials>,
     /// `Authorization` value once we have one (Bearer token or Basic).
     auth: Mutex<Option<String>>,
+    limits: Limits,
 }
 
 impl Registry {
-    pub fn new(image: &RegistryRef, plain_http: bool, creds: Option<Credentials>) -> Self {
+    pub fn new(
+        image: &RegistryRef,
+        plain_http: bool,
+        creds: Option<Credentials>,
+        limits: Limits,
+    ) -> Self {
+        // A socket silent for the stall time ends the transfer; slower
+        // trickles are the [`Watchdog`]'s, the deadline each request's.
         let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(120))
+            .timeout_connect(limits.stall.min(Duration::from_secs(30)))
+            .timeout_read(limits.stall)
             .user_agent(concat!("terra/", env!("CARGO_PKG_VERSION")))
             .build();
         let scheme = if plain_http { "http" } else { "https" };
@@ -46,14 +55,28 @@ impl Registry {
             image: image.clone(),
             creds,
             auth: Mutex::new(None),
+            limits,
         }
+    }
+
+    /// `registry HOST: WHAT`, the start of every transfer error.
+    fn what(&self, what: &str) -> String {
+        format!("registry {}: {what}", self.image.registry)
+    }
+
+    /// `resp`'s body under the stall timeout and the deadline.
+    fn body(&self, resp: ureq::Response, what: &str) -> Watchdog<Box<dyn Read + Send + Sync>> {
+        Watchdog::new(resp.into_reader(), self.limits, self.what(what))
     }
 
     /// GET with auth: on 401, log in as the challenge says, then retry once.
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<ureq::Response> {
         let mut tried_login = false;
         loop {
-            let mut req = self.agent.get(url);
+            let mut req = self
+                .agent
+                .get(url)
+                .timeout(self.limits.left(&self.what(url))?);
             for (k, v) in headers {
                 req = req.set(k, v);
             }
@@ -106,7 +129,11 @@ impl Registry {
         let scope = get("scope")
             .map(String::from)
             .unwrap_or_else(|| format!("repository:{}:pull", self.image.repository));
-        let mut req = self.agent.get(realm).query("scope", &scope);
+        let mut req = self
+            .agent
+            .get(realm)
+            .timeout(self.limits.left(&self.what(realm))?)
+            .query("scope", &scope);
         if let Some(service) = get("service") {
             req = req.query("service", service);
         }
@@ -141,10 +168,16 @@ impl Registry {
             .map(|t| t.split(';').next().unwrap_or(t).trim().to_string());
         let digest = resp.header("docker-content-digest").map(String::from);
         let mut bytes = Vec::new();
-        resp.into_reader()
+        self.body(resp, &format!("manifest {reference}"))
             .take(MAX_MANIFEST + 1)
             .read_to_end(&mut bytes)
             .with_context(|| format!("reading {url}"))?;
+        if bytes.len() as u64 > MAX_MANIFEST {
+            bail!(
+                "{}: more than the {MAX_MANIFEST} byte limit for manifests and indexes",
+                self.what(&format!("manifest {reference}"))
+            );
+        }
         Ok((bytes, media_type, digest))
     }
 }
@@ -191,7 +224,7 @@ impl Source for Registry {
         let resp = self.get(&url, &headers)?;
         // 206 resumes where we asked; 200 means the server starts over.
         let start = if resp.status() == 206 { offset } else { 0 };
-        Ok((Box::new(resp.into_reader()), start))
+        Ok((Box::new(self.body(resp, &format!("blob {digest}"))), start))
     }
 }
 

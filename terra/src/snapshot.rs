@@ -4,10 +4,11 @@
 //! the filesystem, then rename into place. A crash leaves only a temp dir,
 //! which the next install clears.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, Context, Result};
 use terra_layout::Partition;
@@ -141,6 +142,9 @@ pub struct Snapshots {
     tmp: PathBuf,
     /// Told at the unpack crash point.
     hooks: Arc<dyn Hooks>,
+    /// Per unpacked temp dir: the directories its unpack created without a
+    /// tar entry, for [`Snapshots::settle`].
+    implicit: Mutex<HashMap<PathBuf, Vec<PathBuf>>>,
 }
 
 impl Snapshots {
@@ -150,6 +154,7 @@ impl Snapshots {
             snapshots: part.snapshots_dir(),
             tmp: part.tmp_dir(),
             hooks: Arc::new(NoHooks),
+            implicit: Mutex::default(),
         }
     }
 
@@ -189,6 +194,13 @@ impl Snapshots {
         let hooks = self.hooks.as_ref();
         match unpack_checked(blob, layer, &tmp, Whiteouts::Overlay, Some(bar), hooks) {
             Ok(stats) => {
+                if !stats.implicit.is_empty() {
+                    let Ok(mut m) = self.implicit.lock() else {
+                        let _ = fs::remove_dir_all(&tmp);
+                        bail!("internal: the implicit-directory table was poisoned");
+                    };
+                    m.insert(tmp.clone(), stats.implicit);
+                }
                 bar.finish_with(&format!("unpacked ({} entries)", stats.entries));
                 Ok(Some(tmp))
             }
@@ -197,6 +209,45 @@ impl Snapshots {
                 Err(e)
             }
         }
+    }
+
+    /// Once every missing layer of `layers` (bottom first) is unpacked into
+    /// `tmp/`: places what a layer wrote through a symlink of the layers
+    /// below where that symlink leads ([`crate::lowers::settle`]), bottom
+    /// first, so each layer settles against settled ones.
+    pub fn settle(&self, layers: &[Layer]) -> Result<()> {
+        let mut implicit = match self.implicit.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => bail!("internal: the implicit-directory table was poisoned"),
+        };
+        if implicit.is_empty() {
+            return Ok(());
+        }
+        let tmp_of = |l: &Layer| self.tmp.join(format!("{TMP_PREFIX}{}", l.chain_id.hex()));
+        for (i, layer) in layers.iter().enumerate() {
+            let tmp = tmp_of(layer);
+            let Some(dirs) = implicit.remove(&tmp) else {
+                continue;
+            };
+            let lowers = crate::lowers::View {
+                layers: layers[..i]
+                    .iter()
+                    .rev()
+                    .map(|l| {
+                        let t = tmp_of(l);
+                        if t.is_dir() {
+                            t
+                        } else {
+                            self.dir(l)
+                        }
+                    })
+                    .collect(),
+                whiteouts: true,
+            };
+            crate::lowers::settle(&tmp, &dirs, &lowers)
+                .with_context(|| format!("unpacking layer {}", layer.digest))?;
+        }
+        Ok(())
     }
 
     /// Renames an unpacked temp dir to its snapshot name. The caller has

@@ -143,5 +143,12 @@ fn read_limited(path: &std::path::Path, max: u64) -> Result<Vec<u8>> {
     f.take(max.min(MAX_MANIFEST) + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("reading {}", path.display()))?;
+    let limit = max.min(MAX_MANIFEST);
+    if bytes.len() as u64 > limit {
+        bail!(
+            "{} is over the {limit} byte limit for manifests, indexes and configs",
+            path.display()
+        );
+    }
     Ok(bytes)
 }

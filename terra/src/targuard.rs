@@ -1,16 +1,34 @@
-//! A guard between the decompressor and the tar reader: the `tar` crate reads
-//! GNU long names (`L`, `K`) and pax headers (`x`, `g`) whole into memory,
-//! with no limit, so a small gzip of zeros claiming an 8 GB long name would
-//! fill memory. This reader follows the tar stream block by block on its own
-//! (headers, pax `size=` overrides, data) and fails cleanly when such a
-//! metadata entry is larger than [`MAX_META`]. File data passes untouched.
+//! A guard between the decompressor and the tar reader. The `tar` crate
+//! reads GNU long names (`L`, `K`) and pax headers (`x`, `g`) whole into
+//! memory, with no limit, so a small gzip of zeros claiming an 8 GB long name
+//! would fill memory; and it splits pax records on newlines (see
+//! [`crate::pax`]). This reader follows the tar stream block by block on its
+//! own (headers, pax `size=` overrides, data) and
+//!
+//! - fails cleanly when such a metadata entry is larger than [`MAX_META`];
+//! - holds each pax header's data until it is whole, checks its records
+//!   (length-prefixed, any byte in a value) and passes on a copy in which
+//!   records holding a newline are blanked out ([`crate::pax::sanitize`]),
+//!   so the tar crate reads no record that was never written;
+//! - keeps the original records of the entry being read in a [`PaxSlot`],
+//!   for the unpacker to read with [`crate::pax::records`].
+//!
+//! File data passes untouched. The tar crate reads exactly what it needs
+//! (a header, then an entry's data through `take`), so when it hands out an
+//! entry the slot holds that entry's pax header and no later one.
 
+use std::cell::RefCell;
 use std::io::{self, Read};
+use std::rc::Rc;
 
 /// The largest long name or pax header accepted.
 pub const MAX_META: u64 = 1 << 20;
 
 const BLOCK: usize = 512;
+
+/// The original pax records of the entry the tar reader is on (None when it
+/// has no pax header).
+pub type PaxSlot = Rc<RefCell<Option<Vec<u8>>>>;
 
 enum State {
     /// Collecting a header block.
@@ -18,9 +36,11 @@ enum State {
         buf: Box<[u8; BLOCK]>,
         filled: usize,
     },
-    /// Inside an entry's data (rounded up to whole blocks); `pax` collects
-    /// a pax header's records to find a `size=` override.
-    Data { left: u64, pax: Option<Vec<u8>> },
+    /// Inside an entry's data (rounded up to whole blocks).
+    Data { left: u64 },
+    /// Inside a pax header's records (`left` of them still to come), then
+    /// `pad` bytes up to the block boundary.
+    Pax { data: Vec<u8>, left: u64, pad: u64 },
 }
 
 pub struct TarGuard<R> {
@@ -28,6 +48,13 @@ pub struct TarGuard<R> {
     state: State,
     /// `size=` from the last pax header, for the next entry.
     next_size: Option<u64>,
+    /// Bytes for the reader that were held back: a pax header's (sanitized)
+    /// records, and whatever followed them in the same read.
+    out: Vec<u8>,
+    out_pos: usize,
+    /// The last pax header's records, for the next file entry.
+    pending: Option<Vec<u8>>,
+    slot: PaxSlot,
 }
 
 impl<R: Read> TarGuard<R> {
@@ -36,44 +63,85 @@ impl<R: Read> TarGuard<R> {
             inner,
             state: header(),
             next_size: None,
+            out: Vec::new(),
+            out_pos: 0,
+            pending: None,
+            slot: PaxSlot::default(),
         }
+    }
+
+    /// Where the original pax records of the current entry are kept.
+    pub fn slot(&self) -> PaxSlot {
+        Rc::clone(&self.slot)
     }
 
     pub fn into_inner(self) -> R {
         self.inner
     }
 
-    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
+    /// Follows `bytes`; returns how many leading ones pass as they are. The
+    /// rest (from where a pax header's records begin) went to `out`.
+    fn follow(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let mut direct: Option<usize> = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            let held = direct.is_some();
             match &mut self.state {
                 State::Header { buf, filled } => {
-                    let n = (BLOCK - *filled).min(bytes.len());
-                    buf[*filled..*filled + n].copy_from_slice(&bytes[..n]);
+                    let n = (BLOCK - *filled).min(bytes.len() - i);
+                    buf[*filled..*filled + n].copy_from_slice(&bytes[i..i + n]);
                     *filled += n;
-                    bytes = &bytes[n..];
+                    if held {
+                        self.out.extend_from_slice(&bytes[i..i + n]);
+                    }
+                    i += n;
                     if *filled == BLOCK {
                         let block = std::mem::replace(buf, Box::new([0; BLOCK]));
                         *filled = 0;
                         self.on_header(&block)?;
                     }
                 }
-                State::Data { left, pax } => {
-                    let n = (*left).min(bytes.len() as u64) as usize;
-                    if let Some(p) = pax {
-                        p.extend_from_slice(&bytes[..n]);
+                State::Data { left } => {
+                    let n = (*left).min((bytes.len() - i) as u64) as usize;
+                    if held {
+                        self.out.extend_from_slice(&bytes[i..i + n]);
                     }
                     *left -= n as u64;
-                    bytes = &bytes[n..];
+                    i += n;
                     if *left == 0 {
-                        if let State::Data { pax: Some(p), .. } =
-                            std::mem::replace(&mut self.state, header())
-                        {
-                            self.next_size = pax_size(&p);
-                        }
+                        self.state = header();
+                    }
+                }
+                State::Pax { data, left, pad } => {
+                    direct.get_or_insert(i);
+                    let n = (*left).min((bytes.len() - i) as u64) as usize;
+                    data.extend_from_slice(&bytes[i..i + n]);
+                    *left -= n as u64;
+                    i += n;
+                    if *left == 0 {
+                        let (data, pad) = (std::mem::take(data), *pad);
+                        self.state = if pad > 0 {
+                            State::Data { left: pad }
+                        } else {
+                            header()
+                        };
+                        self.pax_done(data)?;
                     }
                 }
             }
         }
+        Ok(direct.unwrap_or(bytes.len()))
+    }
+
+    /// A pax header is whole: check it, note its size override, keep the
+    /// original for the entry, pass the sanitized copy on.
+    fn pax_done(&mut self, original: Vec<u8>) -> io::Result<()> {
+        let bad = |e: crate::pax::PaxError| io::Error::new(io::ErrorKind::InvalidData, e);
+        self.next_size = crate::pax::size(&original).map_err(bad)?;
+        let mut copy = original.clone();
+        crate::pax::sanitize(&mut copy).map_err(bad)?;
+        self.out.extend_from_slice(&copy);
+        self.pending = Some(original);
         Ok(())
     }
 
@@ -100,11 +168,22 @@ impl<R: Read> TarGuard<R> {
                 ),
             ));
         }
-        let left = size.div_ceil(BLOCK as u64) * BLOCK as u64;
-        let pax = (kind == b'x').then(Vec::new);
-        if left > 0 {
-            self.state = State::Data { left, pax };
+        if !meta {
+            // The entry the pending pax header describes.
+            *self.slot.borrow_mut() = self.pending.take();
         }
+        let padded = size.div_ceil(BLOCK as u64) * BLOCK as u64;
+        self.state = if kind == b'x' && size > 0 {
+            State::Pax {
+                data: Vec::with_capacity(size as usize),
+                left: size,
+                pad: padded - size,
+            }
+        } else if padded > 0 {
+            State::Data { left: padded }
+        } else {
+            header()
+        };
         Ok(())
     }
 }
@@ -141,19 +220,34 @@ fn header_size(field: &[u8]) -> io::Result<u64> {
     })
 }
 
-/// `size=` among pax records (`<len> size=<n>\n`).
-fn pax_size(records: &[u8]) -> Option<u64> {
-    String::from_utf8_lossy(records)
-        .lines()
-        .filter_map(|l| l.split_once(' ').map(|(_, kv)| kv))
-        .find_map(|kv| kv.strip_prefix("size=").and_then(|v| v.trim().parse().ok()))
-}
-
 impl<R: Read> Read for TarGuard<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.follow(&buf[..n])?;
-        Ok(n)
+        loop {
+            if self.out_pos < self.out.len() {
+                let n = buf.len().min(self.out.len() - self.out_pos);
+                buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+                self.out_pos += n;
+                if self.out_pos == self.out.len() {
+                    self.out.clear();
+                    self.out_pos = 0;
+                }
+                return Ok(n);
+            }
+            // While a pax header is collected, read no further than its
+            // end: what follows is the reader's to ask for.
+            let want = match &self.state {
+                State::Pax { left, .. } => buf.len().min(*left as usize),
+                _ => buf.len(),
+            };
+            let n = self.inner.read(&mut buf[..want])?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let direct = self.follow(&buf[..n])?;
+            if direct > 0 {
+                return Ok(direct);
+            }
+        }
     }
 }
 

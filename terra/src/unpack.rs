@@ -1,32 +1,40 @@
-//! Unpacking one layer tar into a directory, safely.
+//! Unpacking one layer tar into a directory, safely. What is accepted and
+//! why is written for users in `docs/layers.md`.
 //!
 //! - Paths: absolute paths and `..` are refused; every parent component is
-//!   checked with `lstat` and one that is a symlink is refused, so nothing is
-//!   ever created through a symlink. Hard link targets obey the same rules.
+//!   checked with `lstat`, and one that is a symlink this layer made is
+//!   refused, so nothing is ever created through such a symlink. A symlink
+//!   of a lower layer is resolved within the root ([`crate::lowers`]): in a
+//!   flat unpack at once, in a snapshot once the lower snapshots exist
+//!   ([`crate::lowers::settle`]). Hard link targets obey the same rules.
 //!   The directory is ours alone while we unpack (a fresh temp dir), so the
 //!   checks cannot race.
-//! - Metadata: owner, mode (setuid/setgid/sticky included; chown comes first
-//!   because it clears setuid), xattrs (`SCHILY.xattr.*`, security.capability
-//!   included; `trusted.overlay.*` from the tar is dropped: only we say what
-//!   is opaque), mtimes (directories last, deepest first), device nodes.
+//! - Metadata ([`crate::tarmeta`]): owner, mode (setuid/setgid/sticky
+//!   included; chown comes first because it clears setuid), xattrs
+//!   (`SCHILY.xattr.*` read from the original pax records, binary values
+//!   and security.capability included; `trusted.overlay.*` from the tar is
+//!   dropped: only we say what is opaque), mtimes (directories last, deepest
+//!   first), device nodes (blank device fields read as 0).
 //! - Whiteouts: for a snapshot ([`Whiteouts::Overlay`]) `.wh.NAME` becomes a
 //!   0/0 character device and `.wh..wh..opq` the `trusted.overlay.opaque=y`
 //!   xattr (overlayfs's own format); for a flat unpack ([`Whiteouts::Apply`])
 //!   they delete what earlier layers wrote.
 
-use std::collections::HashSet;
-use std::ffi::OsStr;
+use std::collections::{HashSet, VecDeque};
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use rustix::fs::{AtFlags, FileType, Mode, Timespec, Timestamps, XattrFlags, CWD};
+use rustix::fs::{FileType, Mode, Timestamps, XattrFlags, CWD};
 use tar::EntryType;
 
 use crate::hooks::{CrashPoint, Hooks};
+use crate::lowers::View;
+use crate::tarmeta::{apply_meta, device_numbers, read_meta, set_times, EntryPax};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Whiteouts {
@@ -44,6 +52,9 @@ const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 pub struct Stats {
     pub entries: u64,
     pub bytes: u64,
+    /// Directories a snapshot unpack created without a tar entry (parents
+    /// the tar did not list), for [`crate::lowers::settle`].
+    pub implicit: Vec<PathBuf>,
 }
 
 /// Unpacks the tar stream `reader` into `root` (which must exist).
@@ -55,12 +66,15 @@ pub fn unpack<R: Read>(
     mode: Whiteouts,
     hooks: &dyn Hooks,
 ) -> Result<(Stats, R)> {
-    let mut ar = tar::Archive::new(crate::targuard::TarGuard::new(reader));
+    let guard = crate::targuard::TarGuard::new(reader);
+    let slot = guard.slot();
+    let mut ar = tar::Archive::new(guard);
     let mut un = Unpacker {
         root,
         mode,
         stats: Stats::default(),
         dirs: Vec::new(),
+        implicit: HashSet::new(),
         mine: HashSet::new(),
     };
     for entry in ar.entries().context("reading the layer tar")? {
@@ -70,7 +84,15 @@ pub fn unpack<R: Read>(
         if entry.header().entry_type() == EntryType::XGlobalHeader {
             continue;
         }
-        let raw = entry.path_bytes().into_owned();
+        // The original pax records (the tar crate saw a sanitized copy).
+        let pax = match slot.borrow_mut().take() {
+            Some(data) => EntryPax::parse(&data).context("reading the layer tar")?,
+            None => EntryPax::default(),
+        };
+        let raw = match &pax.path {
+            Some(p) => p.clone(),
+            None => entry.path_bytes().into_owned(),
+        };
         let rel = clean_path(&raw)?;
         un.stats.entries += 1;
         if un.stats.entries == 50 {
@@ -79,7 +101,7 @@ pub fn unpack<R: Read>(
         let Some(rel) = rel else {
             continue; // the layer's root itself ("./")
         };
-        un.entry(&mut entry, &rel)
+        un.entry(&mut entry, &pax, &rel)
             .with_context(|| format!("layer entry {:?}", String::from_utf8_lossy(&raw)))?;
     }
     let stats = un.finish()?;
@@ -110,37 +132,6 @@ fn clean_path(raw: &[u8]) -> Result<Option<PathBuf>> {
     Ok((!out.as_os_str().is_empty()).then_some(out))
 }
 
-/// Checks every parent of `rel` under `root`: missing ones are created
-/// (0755, root-owned), a symlink is refused, a non-directory is refused.
-fn prepare_parents(root: &Path, rel: &Path, create: bool) -> Result<()> {
-    let mut cur = root.to_path_buf();
-    let parents: Vec<_> = rel
-        .parent()
-        .map(|p| p.components().collect())
-        .unwrap_or_default();
-    for c in parents {
-        cur.push(c);
-        match fs::symlink_metadata(&cur) {
-            Ok(m) if m.file_type().is_symlink() => bail!(
-                "refused: {} goes through the symlink {}",
-                rel.display(),
-                cur.strip_prefix(root).unwrap_or(&cur).display()
-            ),
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => bail!(
-                "refused: {} is under {}, which is not a directory",
-                rel.display(),
-                cur.strip_prefix(root).unwrap_or(&cur).display()
-            ),
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                fs::create_dir(&cur).with_context(|| format!("creating {}", cur.display()))?;
-            }
-            Err(e) => return Err(e).with_context(|| format!("checking {}", cur.display())),
-        }
-    }
-    Ok(())
-}
-
 /// Removes whatever is at `path` (not following symlinks); a directory is
 /// kept when `keep_dir`.
 fn clear(path: &Path, keep_dir: bool) -> Result<bool> {
@@ -158,65 +149,6 @@ fn clear(path: &Path, keep_dir: bool) -> Result<bool> {
     Ok(false)
 }
 
-struct Meta {
-    uid: u32,
-    gid: u32,
-    mode: u32,
-    times: Timestamps,
-    xattrs: Vec<(String, Vec<u8>)>,
-}
-
-fn read_meta<R: Read>(entry: &mut tar::Entry<R>) -> Result<Meta> {
-    let h = entry.header();
-    let mut uid = h.uid()? as u32;
-    let mut gid = h.gid()? as u32;
-    let mut mtime = h.mtime()? as i64;
-    let mut nsec = 0i64;
-    let mode = h.mode()? & 0o7777;
-    let mut xattrs = Vec::new();
-    if let Some(exts) = entry.pax_extensions()? {
-        for ext in exts {
-            let ext = ext?;
-            let key = ext.key().unwrap_or("");
-            let value = ext.value_bytes();
-            let num = || std::str::from_utf8(value).ok().map(str::trim);
-            match key {
-                "uid" => uid = num().and_then(|v| v.parse().ok()).unwrap_or(uid),
-                "gid" => gid = num().and_then(|v| v.parse().ok()).unwrap_or(gid),
-                "mtime" => {
-                    if let Some(v) = num() {
-                        let (s, frac) = v.split_once('.').unwrap_or((v, ""));
-                        mtime = s.parse().unwrap_or(mtime);
-                        let frac = format!("{frac:0<9}");
-                        nsec = frac[..9].parse().unwrap_or(0);
-                    }
-                }
-                k => {
-                    if let Some(name) = k.strip_prefix("SCHILY.xattr.") {
-                        if !name.starts_with("trusted.overlay.") {
-                            xattrs.push((name.to_string(), value.to_vec()));
-                        }
-                    }
-                }
-            }
-        }
-    }
-    let ts = Timespec {
-        tv_sec: mtime,
-        tv_nsec: nsec as _,
-    };
-    Ok(Meta {
-        uid,
-        gid,
-        mode,
-        times: Timestamps {
-            last_access: ts,
-            last_modification: ts,
-        },
-        xattrs,
-    })
-}
-
 /// One layer's unpack in progress: where it goes and what it has done.
 struct Unpacker<'a> {
     root: &'a Path,
@@ -224,14 +156,82 @@ struct Unpacker<'a> {
     stats: Stats,
     /// Directories and their times, set last (creating children changes them).
     dirs: Vec<(PathBuf, Timestamps)>,
-    /// Paths this layer wrote: a flat unpack's whiteouts must spare them.
+    /// Parents created without a tar entry (snapshots only).
+    implicit: HashSet<PathBuf>,
+    /// Paths this layer wrote: a flat unpack's whiteouts must spare them,
+    /// and a symlink among them is never gone through.
     mine: HashSet<PathBuf>,
 }
 
 impl Unpacker<'_> {
+    /// Where `rel` goes, its parents checked and the missing ones created
+    /// (0755, root-owned). A symlink this layer made is refused. In a flat
+    /// unpack a symlink of a lower layer is resolved within the root
+    /// ([`crate::lowers`]); in a snapshot the lower layers are elsewhere, so
+    /// created parents are noted as implicit, for [`crate::lowers::settle`].
+    fn place(&mut self, rel: &Path, create: bool) -> Result<PathBuf> {
+        let mut todo: VecDeque<OsString> = rel
+            .parent()
+            .into_iter()
+            .flat_map(|p| p.components())
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut cur = PathBuf::new();
+        while let Some(c) = todo.pop_front() {
+            cur.push(&c);
+            let path = self.root.join(&cur);
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    if self.mode == Whiteouts::Overlay || self.mine.contains(&cur) {
+                        bail!(
+                            "refused: {} goes through the symlink {}",
+                            rel.display(),
+                            cur.display()
+                        );
+                    }
+                    let view = View {
+                        layers: vec![self.root.to_path_buf()],
+                        whiteouts: false,
+                    };
+                    let to = view.resolve(&cur).with_context(|| {
+                        format!("{} goes through {}", rel.display(), cur.display())
+                    })?;
+                    // Walk the resolved path again: it holds no symlink now.
+                    for p in to.components().rev() {
+                        todo.push_front(p.as_os_str().to_os_string());
+                    }
+                    cur = PathBuf::new();
+                }
+                Ok(_) => bail!(
+                    "refused: {} is under {}, which is not a directory",
+                    rel.display(),
+                    cur.display()
+                ),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
+                    fs::create_dir(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                    if self.mode == Whiteouts::Overlay {
+                        self.implicit.insert(cur.clone());
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("checking {}", path.display())),
+            }
+        }
+        Ok(match rel.file_name() {
+            Some(name) => cur.join(name),
+            None => cur,
+        })
+    }
+
     /// Unpacks one entry at `rel` (cleaned): a whiteout, or a file of any kind.
-    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<R>, rel: &Path) -> Result<()> {
-        prepare_parents(self.root, rel, true)?;
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<R>,
+        pax: &EntryPax,
+        rel: &Path,
+    ) -> Result<()> {
+        let rel = &self.place(rel, true)?;
         let name = rel
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -244,15 +244,78 @@ impl Unpacker<'_> {
         }
         self.mine.insert(rel.to_path_buf());
         let path = self.root.join(rel);
-        match entry.header().entry_type() {
-            EntryType::Directory => self.directory(entry, rel, &path),
-            EntryType::Regular | EntryType::Continuous => self.file(entry, &path),
-            EntryType::Symlink => self.symlink(entry, &path),
-            EntryType::Link => self.hard_link(entry, &path),
-            kind @ (EntryType::Char | EntryType::Block | EntryType::Fifo) => {
-                self.device(entry, kind, &path)
+        let kind = entry.header().entry_type();
+        if kind == EntryType::Link {
+            let target = self.link_target(entry, pax, "a hard link")?;
+            return self.hard_link(&target, &path);
+        }
+        let meta = read_meta(entry, pax)?;
+        match kind {
+            EntryType::Directory => {
+                // Listed after its children: explicit after all, so it
+                // replaces a lower symlink like any directory entry.
+                self.implicit.remove(rel);
+                if !clear(&path, true)? {
+                    fs::create_dir(&path)
+                        .with_context(|| format!("creating {}", path.display()))?;
+                }
+                apply_meta(&path, &meta, false)?;
+                self.dirs.push((rel.to_path_buf(), meta.times));
+            }
+            EntryType::Regular | EntryType::Continuous => {
+                clear(&path, false)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc_o_nofollow())
+                    .mode(0o600)
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                let n = io::copy(entry, &mut f)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                self.stats.bytes += n;
+                drop(f);
+                apply_meta(&path, &meta, false)?;
+            }
+            EntryType::Symlink => {
+                let target = self.link_target(entry, pax, "a symlink")?;
+                clear(&path, false)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    .with_context(|| format!("creating the symlink {}", path.display()))?;
+                apply_meta(&path, &meta, true)?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let (major, minor) = device_numbers(entry.header(), kind)?;
+                let ft = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                clear(&path, false)?;
+                let dev = rustix::fs::makedev(major, minor);
+                rustix::fs::mknodat(CWD, &path, ft, Mode::from_raw_mode(0o600), dev)
+                    .with_context(|| format!("creating the device {}", path.display()))?;
+                apply_meta(&path, &meta, false)?;
             }
             other => bail!("unsupported tar entry type {other:?}"),
+        }
+        Ok(())
+    }
+
+    /// The target of a link entry: the pax `linkpath` (every byte kept),
+    /// else the header's (GNU long link included).
+    fn link_target<R: Read>(
+        &self,
+        entry: &tar::Entry<R>,
+        pax: &EntryPax,
+        what: &str,
+    ) -> Result<Vec<u8>> {
+        match &pax.linkpath {
+            Some(t) => Ok(t.clone()),
+            None => Ok(entry
+                .link_name_bytes()
+                .with_context(|| format!("{what} without a target"))?
+                .into_owned()),
         }
     }
 
@@ -303,60 +366,15 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn directory<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        rel: &Path,
-        path: &Path,
-    ) -> Result<()> {
-        let meta = read_meta(entry)?;
-        if !clear(path, true)? {
-            fs::create_dir(path).with_context(|| format!("creating {}", path.display()))?;
-        }
-        apply_meta(path, &meta, false)?;
-        self.dirs.push((rel.to_path_buf(), meta.times));
-        Ok(())
-    }
-
-    fn file<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
-        let meta = read_meta(entry)?;
-        clear(path, false)?;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .custom_flags(libc_o_nofollow())
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("creating {}", path.display()))?;
-        let n = io::copy(entry, &mut f).with_context(|| format!("writing {}", path.display()))?;
-        self.stats.bytes += n;
-        drop(f);
-        apply_meta(path, &meta, false)
-    }
-
-    fn symlink<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
-        let meta = read_meta(entry)?;
-        let target = entry
-            .link_name_bytes()
-            .context("a symlink without a target")?
-            .into_owned();
-        clear(path, false)?;
-        std::os::unix::fs::symlink(OsStr::from_bytes(&target), path)
-            .with_context(|| format!("creating the symlink {}", path.display()))?;
-        apply_meta(path, &meta, true)
-    }
-
     /// A hard link: its target must be in this layer, reached without
-    /// symlinks, and not a directory.
-    fn hard_link<R: Read>(&mut self, entry: &mut tar::Entry<R>, path: &Path) -> Result<()> {
-        let target = entry
-            .link_name_bytes()
-            .context("a hard link without a target")?
-            .into_owned();
-        let Some(trel) = clean_path(&target)? else {
+    /// symlinks this layer made, and not a directory.
+    fn hard_link(&mut self, target: &[u8], path: &Path) -> Result<()> {
+        let Some(trel) = clean_path(target)? else {
             bail!("refused: a hard link to the layer root");
         };
-        prepare_parents(self.root, &trel, false).context("refused: hard link target")?;
+        let trel = self
+            .place(&trel, false)
+            .context("refused: hard link target")?;
         let tpath = self.root.join(&trel);
         let tm = fs::symlink_metadata(&tpath).with_context(|| {
             format!(
@@ -375,29 +393,6 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn device<R: Read>(
-        &mut self,
-        entry: &mut tar::Entry<R>,
-        kind: EntryType,
-        path: &Path,
-    ) -> Result<()> {
-        let meta = read_meta(entry)?;
-        let (major, minor) = (
-            entry.header().device_major()?.unwrap_or(0),
-            entry.header().device_minor()?.unwrap_or(0),
-        );
-        let ft = match kind {
-            EntryType::Char => FileType::CharacterDevice,
-            EntryType::Block => FileType::BlockDevice,
-            _ => FileType::Fifo,
-        };
-        clear(path, false)?;
-        let dev = rustix::fs::makedev(major, minor);
-        rustix::fs::mknodat(CWD, path, ft, Mode::from_raw_mode(0o600), dev)
-            .with_context(|| format!("creating the device {}", path.display()))?;
-        apply_meta(path, &meta, false)
-    }
-
     /// Directory mtimes last, deepest first: creating children changed them.
     fn finish(mut self) -> Result<Stats> {
         self.dirs
@@ -405,6 +400,7 @@ impl Unpacker<'_> {
         for (path, times) in &self.dirs {
             set_times(&self.root.join(path), times)?;
         }
+        self.stats.implicit = self.implicit.into_iter().collect();
         Ok(self.stats)
     }
 }
@@ -413,48 +409,6 @@ fn libc_o_nofollow() -> i32 {
     rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }
 
-/// Owner, then mode (chown clears setuid), xattrs, mtime (not for dirs: later).
-fn apply_meta(path: &Path, m: &Meta, symlink: bool) -> Result<()> {
-    rustix::fs::chownat(
-        CWD,
-        path,
-        Some(rustix::fs::Uid::from_raw(m.uid)),
-        Some(rustix::fs::Gid::from_raw(m.gid)),
-        AtFlags::SYMLINK_NOFOLLOW,
-    )
-    .with_context(|| format!("chown {}:{} {}", m.uid, m.gid, path.display()))?;
-    if !symlink {
-        fs::set_permissions(path, fs::Permissions::from_mode(m.mode))
-            .with_context(|| format!("chmod {:o} {}", m.mode, path.display()))?;
-    }
-    for (name, value) in &m.xattrs {
-        rustix::fs::lsetxattr(path, name.as_str(), value, XattrFlags::empty())
-            .with_context(|| format!("setting xattr {name} on {}", path.display()))?;
-    }
-    let is_dir = !symlink
-        && fs::symlink_metadata(path)
-            .map(|m| m.is_dir())
-            .unwrap_or(false);
-    if !is_dir {
-        set_times(path, &m.times)?;
-    }
-    Ok(())
-}
-
-fn set_times(path: &Path, t: &Timestamps) -> Result<()> {
-    rustix::fs::utimensat(CWD, path, t, AtFlags::SYMLINK_NOFOLLOW)
-        .with_context(|| format!("setting the mtime of {}", path.display()))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn clean_paths() {
-        assert_eq!(clean_path(b"./a/b").unwrap(), Some(PathBuf::from("a/b")));
-        assert_eq!(clean_path(b"./").unwrap(), None);
-        assert!(clean_path(b"/etc/passwd").is_err());
-        assert!(clean_path(b"a/../../x").is_err());
-    }
-}
+#[path = "unpack_tests.rs"]
+mod tests;

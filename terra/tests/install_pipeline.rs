@@ -197,7 +197,11 @@ impl Hooks for CrashAt {
 
 #[test]
 fn a_crash_at_each_point_leaves_the_old_version_and_a_rerun_finishes() {
-    for point in CrashPoint::ALL {
+    // The points before the record; `Menu` comes after it (its own test).
+    for point in CrashPoint::ALL
+        .into_iter()
+        .filter(|p| *p != CrashPoint::Menu)
+    {
         let p = Part::new();
         p.install(&MemSource::new(Image::of(&[base(), top("v1")])), "v1")
             .unwrap();
@@ -242,6 +246,7 @@ fn a_crash_at_each_point_leaves_the_old_version_and_a_rerun_finishes() {
                 assert_eq!(p.snapshots().len(), 4, "{point}");
                 assert!(p.unpacking().is_empty(), "{point}");
             }
+            CrashPoint::Menu => unreachable!("filtered out above"),
         }
 
         // What `terra install` does first, then the same install again.
@@ -264,4 +269,27 @@ fn a_crash_at_each_point_leaves_the_old_version_and_a_rerun_finishes() {
             );
         }
     }
+}
+
+#[test]
+fn a_crash_between_the_record_and_the_menu_is_repaired_by_the_rerun() {
+    let p = Part::new();
+    let src = MemSource::new(Image::of(&[base(), top("v1")]));
+    let hooks = Arc::new(CrashAt {
+        point: CrashPoint::Menu,
+        reached: AtomicBool::new(false),
+    });
+    let crashed = catch_unwind(AssertUnwindSafe(|| {
+        p.install_with(&src, "v1", hooks.clone())
+    }));
+    assert!(crashed.is_err() && hooks.reached.load(Ordering::SeqCst));
+    assert!(
+        p.meta().versions.contains_key("v1"),
+        "the record is written"
+    );
+    let cfg = p.path("boot/grub/grub.cfg");
+    assert!(!cfg.exists(), "the menu is not");
+    p.install(&src, "v1").unwrap();
+    let want = terra_grub::render(&p.meta(), &terra_grub::MenuOptions::default());
+    assert_eq!(fs::read_to_string(&cfg).unwrap(), want);
 }

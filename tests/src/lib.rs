@@ -17,3 +17,4 @@ pub mod probe;
 pub mod registry;
 pub mod stats;
 pub mod tools;
+pub mod treediff;

@@ -5,7 +5,9 @@
 //! then syncs and powers off. Since every boot of a test reuses the same disk
 //! image, the kernel command line tells it what to write:
 //! `probe.write=WORD` writes WORD to `/probe-marker` (in the version's upper
-//! layer), `probe.vlcwrite=WORD` writes `/var/lib/containerd/from-WORD`.
+//! layer), `probe.vlcwrite=WORD` writes `/var/lib/containerd/from-WORD`,
+//! `probe.devices` makes a null device in the root, in `/var/lib/containerd`
+//! and on the partition, and prints `probe.dev=WHERE:opens|denied` for each.
 
 use std::time::Duration;
 
@@ -36,6 +38,15 @@ for word in $(cat /proc/cmdline); do
     probe.vlcwrite=*)
       v=${word#probe.vlcwrite=}
       echo "$v" > "/var/lib/containerd/from-$v" && echo "probe.vlcwrote=$v" ;;
+    probe.devices)
+      # A null device (1,3) made and opened where it lives: nodev denies the open.
+      for at in root:/ vlc:/var/lib/containerd partition:/run/terra/partition/tmp; do
+        n="${at#*:}/probe-null"
+        mknod "$n" c 1 3 2>/dev/null
+        if cat "$n" > /dev/null 2>&1; then r=opens; else r=denied; fi
+        rm -f "$n"
+        echo "probe.dev=${at%%:*}:$r"
+      done ;;
   esac
 done
 sync

@@ -220,6 +220,78 @@ fn writing_through_a_symlink_is_refused() {
     );
 }
 
+/// A later layer writing through a symlink of a lower layer: followed within
+/// the image's root (an absolute target is the image's root), refused when
+/// it climbs above it; nothing is written outside the snapshot either way.
+#[test]
+fn lower_symlinks_are_followed_only_within_the_root() {
+    let mut s = Setup::new();
+    let through = |path: &str| {
+        let mut t = Tar::new();
+        t.file(path, b"x", 0o644);
+        Layer::gzip(t.finish())
+    };
+    s.refuse(
+        &[
+            bad_layer(|t| {
+                t.symlink("up", "../../../..");
+            }),
+            through("up/escaped"),
+        ],
+        &Breakage::default(),
+        "leads outside the root",
+    );
+    s.refuse(
+        &[
+            bad_layer(|t| {
+                t.symlink("a", "b").symlink("b", "a");
+            }),
+            through("a/escaped"),
+        ],
+        &Breakage::default(),
+        "more than 40 symlinks",
+    );
+    // An absolute target names a path inside the image, not on the host.
+    let outside = s.outside().to_str().unwrap().to_string();
+    let made = add_intact(
+        &mut s.layout,
+        "abs",
+        &[
+            bad_layer(|t| {
+                t.symlink("out", &outside);
+            }),
+            through("out/escaped"),
+        ],
+    );
+    let _ = made;
+    ok(&install_args(s.root(), &s.layout.reference("abs"), &[]));
+    assert!(names(&s.outside()).is_empty(), "nothing written outside");
+    let m = meta(&s.part());
+    let top = s.part().join(&m.versions["abs"].lowers[0]);
+    let inside = top.join(outside.trim_start_matches('/')).join("escaped");
+    assert_eq!(fs::read(&inside).unwrap(), b"x", "{}", inside.display());
+    assert!(!top.join("out").exists(), "no directory hides the symlink");
+    // A flat unpack follows the same rule.
+    add_intact(
+        &mut s.layout,
+        "flat-up",
+        &[
+            bad_layer(|t| {
+                t.symlink("up", "../../../..");
+            }),
+            through("up/escaped"),
+        ],
+    );
+    let dir = s.tmp.path().join("flat");
+    let err = fails(&[
+        "unpack",
+        &s.layout.reference("flat-up"),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(err.contains("leads outside the root"), "{err}");
+    assert!(!dir.exists(), "DIR is not created on refusal");
+}
+
 #[test]
 fn hard_links_out_are_refused() {
     let mut s = Setup::new();

@@ -87,12 +87,13 @@ fn mounts_the_default_version_with_its_layers_in_order() {
     assert_eq!(
         mounts(&k, &s),
         [
-            format!("mount -t ext4 /dev/vdb1 {p}"),
+            format!("mount -t ext4 -o nosuid,nodev /dev/vdb1 {p}"),
             format!(
                 "mount -t overlay -o lowerdir={p}/ov/snapshots/sha256-b:{p}/ov/snapshots/sha256-a,\
                  upperdir={p}/ov/snapshots/rw-v1/upper,workdir={p}/ov/snapshots/rw-v1/work overlay T/newroot"
             ),
             format!("mount -o bind {p}/vlc T/newroot/var/lib/containerd"),
+            format!("mount -o remount,bind {p}/vlc T/newroot/var/lib/containerd"),
             "mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs T/newroot/tmp".to_string(),
         ]
     );
@@ -100,7 +101,7 @@ fn mounts_the_default_version_with_its_layers_in_order() {
     let calls = k.calls().join("\n");
     let upper = calls.find("rw-v1/upper\n").unwrap();
     assert!(upper < calls.find("-t overlay").unwrap());
-    assert_eq!(env.plan.borrow().len(), 4);
+    assert_eq!(env.plan.borrow().len(), 5);
 }
 
 #[test]
@@ -153,7 +154,7 @@ fn odisk_entries_are_applied_and_a_bad_odisk_is_not_fatal() {
     mount(&env, &params(None), &found()).unwrap();
     let m = mounts(&k, &s);
     assert_eq!(
-        m[3..],
+        m[4..],
         [
             "mount -o bind T/run/terra/partition/vlc-cni T/newroot/var/lib/cni",
             "mount -o ro,remount,bind T/run/terra/partition/vlc-cni T/newroot/var/lib/cni",
@@ -166,7 +167,7 @@ fn odisk_entries_are_applied_and_a_bad_odisk_is_not_fatal() {
     let k = Fake::default();
     let env = Env::new(s.paths.clone(), &k, Instant::now());
     mount(&env, &params(None), &found()).unwrap();
-    assert_eq!(mounts(&k, &s).len(), 4);
+    assert_eq!(mounts(&k, &s).len(), 5);
 }
 
 #[test]

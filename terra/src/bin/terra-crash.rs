@@ -28,7 +28,7 @@ fn main() -> std::process::ExitCode {
         Some(Some(point)) => Arc::new(StopAt(point)),
         Some(None) => {
             eprintln!(
-                "terra-crash: TERRA_CRASH_AT={:?} names no crash point (download, unpack, publish, record)",
+                "terra-crash: TERRA_CRASH_AT={:?} names no crash point (download, unpack, publish, record, menu)",
                 wanted.unwrap_or_default()
             );
             return std::process::ExitCode::FAILURE;

@@ -19,7 +19,7 @@ pub struct DefaultArgs {
 }
 
 pub fn run(g: &Global, a: DefaultArgs) -> Result<()> {
-    let target = g.open(true)?;
+    let target = g.open(crate::target::Access::Write)?;
     let path = target.part.metadata();
     let mut meta = Metadata::load(&path)?;
     let done = meta.activate(&a.name, a.tries)?;

@@ -7,6 +7,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use clap::Args;
 use oci_spec::image::ImageManifest;
+use terra_layout::record::check_name;
 use terra_layout::{Metadata, Partition};
 
 use super::Global;
@@ -21,7 +22,7 @@ pub struct GcArgs {
 }
 
 pub fn run(g: &Global, a: GcArgs) -> Result<()> {
-    let target = g.open(true)?;
+    let target = g.open(crate::target::Access::Write)?;
     let part = &target.part;
     let meta = Metadata::load(&part.metadata())?;
     let (mut count, mut bytes) = (0u64, 0u64);
@@ -53,33 +54,43 @@ pub fn run(g: &Global, a: GcArgs) -> Result<()> {
         .with_context(|| format!("removing {}", path.display()))
     };
 
-    // Snapshots and writable layers.
+    // Only names Terra gives are candidates: anything else under these
+    // directories was put there by someone else and stays.
     let mut keep: HashSet<String> = HashSet::new();
     for (name, r) in &meta.versions {
         keep.extend(r.lowers.iter().cloned());
         keep.insert(format!("ov/snapshots/rw-{name}"));
     }
     for e in read_dir(&part.snapshots_dir()) {
-        let rel = format!("ov/snapshots/{}", e.file_name().to_string_lossy());
-        if !keep.contains(&rel) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.strip_prefix("sha256-").is_some_and(is_hex_digest)
+            || name
+                .strip_prefix("rw-")
+                .is_some_and(|v| check_name(v).is_ok());
+        if ours && !keep.contains(&format!("ov/snapshots/{name}")) {
             drop_it(&e.path())?;
         }
     }
     // Blobs: manifests, configs and layers of installed versions.
     let used = used_blobs(part, &meta);
     for e in read_dir(&part.blobs_dir()) {
-        if !used.contains(&e.file_name().to_string_lossy().into_owned()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if is_hex_digest(&name) && !used.contains(&name) {
             drop_it(&e.path())?;
         }
     }
     for e in read_dir(&part.ingest_dir()) {
-        drop_it(&e.path())?;
+        if is_hex_digest(&e.file_name().to_string_lossy()) {
+            drop_it(&e.path())?;
+        }
     }
     crate::snapshot::Snapshots::new(part).clear_tmp()?;
-    // Boot files of versions no longer installed.
+    // Boot files of versions no longer installed: `boot/<name>/` holding
+    // only kernels and initrds Terra copied. GRUB's and the EFI directory
+    // are never a version's.
     for e in read_dir(&part.boot_dir()) {
         let name = e.file_name().to_string_lossy().into_owned();
-        if e.path().is_dir() && name != "grub" && !meta.versions.contains_key(&name) {
+        if !meta.versions.contains_key(&name) && crate::menu::is_boot_files_dir(&e.path(), &name) {
             drop_it(&e.path())?;
         }
     }
@@ -89,6 +100,12 @@ pub fn run(g: &Global, a: GcArgs) -> Result<()> {
         bytes as f64 / 1e6
     );
     Ok(())
+}
+
+/// 64 lowercase hex digits: the names of blobs, downloads and layer
+/// snapshots.
+fn is_hex_digest(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn read_dir(dir: &Path) -> Vec<fs::DirEntry> {

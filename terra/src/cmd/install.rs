@@ -22,7 +22,11 @@ pub struct InstallArgs {
     /// The version's name (default: the tag).
     #[arg(long)]
     pub name: Option<String>,
-    /// Replace a version of that name installed from another image (or reinstall).
+    /// Replace a version of that name installed from another image (or
+    /// reinstall the same one). Nothing written in the version is lost: a
+    /// reinstall keeps its writable layer in place; another image starts
+    /// with an empty one, and the old one is kept in
+    /// ov/snapshots/kept-NAME-SECONDS (terra says where).
     #[arg(long)]
     pub force: bool,
     /// Which image of a multi-platform index (OS/ARCH[/VARIANT]).
@@ -56,7 +60,7 @@ pub fn run(g: &Global, a: InstallArgs, hooks: Arc<dyn Hooks>) -> Result<()> {
         None => Handoff::Supervise,
     };
     let source = a.registry.open(&reference)?;
-    let target = g.open(true)?;
+    let target = g.open(crate::target::Access::Install)?;
     Snapshots::new(&target.part).clear_tmp()?;
     install(
         &target.part,

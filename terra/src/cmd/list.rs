@@ -122,7 +122,7 @@ fn rows(meta: &Metadata) -> Listing {
 }
 
 pub fn run(g: &Global, a: ListArgs) -> Result<()> {
-    let target = g.open(false)?;
+    let target = g.open(crate::target::Access::Read)?;
     let meta = Metadata::load(&target.part.metadata())?;
     let listing = rows(&meta);
     if a.json {

@@ -20,7 +20,7 @@ pub struct LogsArgs {
 }
 
 pub fn run(g: &Global, a: LogsArgs) -> Result<()> {
-    let target = g.open(false)?;
+    let target = g.open(crate::target::Access::Read)?;
     let names = bootlog::list(&target.part).context("listing the saved logs")?;
     let dir = target.part.root().join(bootlog::LOG_DIR);
     if a.list {

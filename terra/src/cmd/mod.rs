@@ -19,7 +19,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
 use crate::hooks::Hooks;
-use crate::target::{Target, Where};
+use crate::target::{Access, Target, Where};
 
 /// The whole program: parse the command line, run, print the error chain
 /// once. `hooks` are the install's crash points (none in `terra`).
@@ -63,14 +63,14 @@ pub struct Global {
 }
 
 impl Global {
-    pub fn open(&self, write: bool) -> Result<Target> {
+    pub fn open(&self, access: Access) -> Result<Target> {
         Target::open(
             &Where {
                 root: self.root.as_deref(),
                 device: self.device.as_deref(),
                 label: &self.label,
             },
-            write,
+            access,
         )
     }
 }
@@ -101,7 +101,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Remove(a) => remove::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
-        Command::Unpack(a) => unpack::run(a),
+        Command::Unpack(a) => unpack::run(g, a),
         Command::Poweroff => power::run(power::Action::Poweroff),
         Command::Reboot => power::run(power::Action::Reboot),
     }

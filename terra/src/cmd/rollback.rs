@@ -12,7 +12,7 @@ use super::Global;
 pub struct RollbackArgs {}
 
 pub fn run(g: &Global, _a: RollbackArgs) -> Result<()> {
-    let target = g.open(true)?;
+    let target = g.open(crate::target::Access::Write)?;
     let path = target.part.metadata();
     let mut meta = Metadata::load(&path)?;
     let from = meta.default.clone().unwrap_or_else(|| "none".into());

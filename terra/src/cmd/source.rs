@@ -1,12 +1,15 @@
 //! The options that say how to reach an image, shared by every command that
 //! reads one (`install`, `unpack`), and opening its [`Source`].
 
+use std::time::Duration;
+
 use anyhow::Result;
 use clap::Args;
 
 use crate::reference::Reference;
 use crate::registry::Registry;
 use crate::source::{Layout, Source};
+use crate::watchdog::Limits;
 
 /// How to talk to a registry.
 #[derive(Debug, Clone, Default, Args)]
@@ -18,6 +21,14 @@ pub struct RegistryArgs {
     /// $TERRA_INSECURE_REGISTRIES (comma separated).
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure: Vec<String>,
+    /// Give up a registry transfer that receives under 1 KiB in this many
+    /// seconds (a stalled or trickling registry).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: u64,
+    /// Give up the registry transfers of the command after this many
+    /// seconds in all.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub timeout: u64,
 }
 
 impl RegistryArgs {
@@ -45,7 +56,11 @@ impl RegistryArgs {
                 let env = std::env::var("TERRA_INSECURE_REGISTRIES").unwrap_or_default();
                 let plain = self.plain_http_for(&r.registry, &env);
                 let creds = crate::dockercfg::lookup(&r.registry)?;
-                Box::new(Registry::new(r, plain, creds))
+                let limits = Limits::new(
+                    Duration::from_secs(self.stall_timeout),
+                    Duration::from_secs(self.timeout),
+                );
+                Box::new(Registry::new(r, plain, creds, limits))
             }
         })
     }
@@ -63,8 +78,8 @@ mod tests {
         assert!(!none.plain_http_for("registry.example:5000", ""));
         assert!(none.plain_http_for("registry.example:5000", "a:1,registry.example:5000"));
         let listed = RegistryArgs {
-            plain_http: false,
             insecure: vec!["mirror:5000".into()],
+            ..RegistryArgs::default()
         };
         assert!(listed.plain_http_for("mirror:5000", ""));
         assert!(!listed.plain_http_for("other:5000", ""));

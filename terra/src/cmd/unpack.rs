@@ -1,12 +1,14 @@
 //! `terra unpack REF DIR`
 
 use std::fs;
-use std::path::PathBuf;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::source::RegistryArgs;
+use super::Global;
 use crate::content::Store;
 use crate::hooks::NoHooks;
 use crate::image::Platform;
@@ -27,14 +29,13 @@ pub struct UnpackArgs {
     pub registry: RegistryArgs,
 }
 
-pub fn run(a: UnpackArgs) -> Result<()> {
-    let reference = Reference::parse(&a.reference)?;
-    let source = a.registry.open(&reference)?;
-    if let Ok(mut rd) = fs::read_dir(&a.dir) {
-        if rd.next().is_some() {
-            bail!("{} exists and is not empty", a.dir.display());
-        }
+pub fn run(g: &Global, a: UnpackArgs) -> Result<()> {
+    if g.root.is_some() || g.device.is_some() {
+        bail!("unpack writes to DIR, not to a partition: --root and --device do not apply to it");
     }
+    let reference = Reference::parse(&a.reference)?;
+    check_dir(&a.dir)?;
+    let source = a.registry.open(&reference)?;
     let parent = match a.dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -67,5 +68,43 @@ pub fn run(a: UnpackArgs) -> Result<()> {
         image.layers.len(),
         a.dir.display()
     );
+    Ok(())
+}
+
+/// DIR, checked before any work: the result is renamed to DIR at the end,
+/// which works only for a name that does not exist or an empty directory
+/// that is not a mount point.
+fn check_dir(dir: &Path) -> Result<()> {
+    let m = match fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", dir.display())),
+    };
+    if !m.is_dir() {
+        bail!(
+            "{} exists and is not a directory: give a new name or an empty directory",
+            dir.display()
+        );
+    }
+    if fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .next()
+        .is_some()
+    {
+        bail!("{} exists and is not empty", dir.display());
+    }
+    let parent = dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", dir.display()))?;
+    let parent_dev = parent
+        .parent()
+        .map(|p| fs::metadata(p).map(|pm| pm.dev()))
+        .transpose()?;
+    if parent_dev.is_some_and(|d| d != m.dev()) || parent.parent().is_none() {
+        bail!(
+            "{} is a mount point: the unpacked image is renamed into place at the end, which cannot replace a mount point; give a new directory inside it",
+            dir.display()
+        );
+    }
     Ok(())
 }
