@@ -14,7 +14,7 @@
 //!
 //! Pure: the CLI writes the text atomically whenever the records change.
 
-use terra_layout::{BootParams, Metadata, VersionRecord};
+use terra_layout::{BootParams, Metadata, Status, VersionRecord};
 
 /// What the menu needs besides the records.
 #[derive(Debug, Clone)]
@@ -99,11 +99,7 @@ pub fn render(meta: &Metadata, opts: &MenuOptions) -> String {
             (None, Some((k, i))) => (k.clone(), i.clone()),
             (None, None) => (None, None),
         };
-        let title = if meta.default.as_deref() == Some(name) {
-            format!("Terra {name} (default)")
-        } else {
-            format!("Terra {name}")
-        };
+        let title = title(name, rec, meta.default.as_deref() == Some(name));
         let Some(kernel) = kernel else {
             s.push_str(&format!("# {title}: no kernel on the partition\n"));
             continue;
@@ -136,6 +132,23 @@ pub fn render(meta: &Metadata, opts: &MenuOptions) -> String {
     s
 }
 
+/// `Terra v2 (default) [pending]`: the default, and the boot counting state
+/// a person choosing in the menu should know (good and untried versions
+/// carry no mark). The state is the one of the last `terra` change: stage 1
+/// does not rewrite the menu when it spends a try or fails a version.
+fn title(name: &str, rec: &VersionRecord, default: bool) -> String {
+    let mut t = format!("Terra {name}");
+    if default {
+        t.push_str(" (default)");
+    }
+    match rec.boot.status() {
+        Status::Pending { .. } | Status::Exhausted => t.push_str(" [pending]"),
+        Status::Failed { .. } => t.push_str(" [failed]"),
+        Status::Good | Status::Untried => {}
+    }
+    t
+}
+
 /// GRUB single quotes: `'` itself cannot appear inside, so close, escape, reopen.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
@@ -160,6 +173,34 @@ mod tests {
             size: 0,
             boot: BootState::default(),
         }
+    }
+
+    #[test]
+    fn pending_and_failed_versions_are_marked() {
+        let mut m = Metadata::default();
+        for (name, at) in [("v1", 1), ("v2", 2), ("v3", 3)] {
+            m.versions
+                .insert(name.into(), rec(at, Some("boot/v1/vmlinuz-6.1")));
+        }
+        m.versions.get_mut("v1").unwrap().boot.good = true;
+        m.activate("v3", 2).unwrap();
+        m.versions.get_mut("v2").unwrap().boot = BootState {
+            tries_left: Some(0),
+            last_failure: Some("x".into()),
+            failed_at: Some(5),
+            ..BootState::default()
+        };
+        let cfg = render(&m, &MenuOptions::default());
+        let titles: Vec<&str> = cfg.lines().filter(|l| l.starts_with("menuentry")).collect();
+        assert!(
+            titles[0].starts_with("menuentry 'Terra v3 (default) [pending]'"),
+            "{cfg}"
+        );
+        assert!(
+            titles[1].starts_with("menuentry 'Terra v2 [failed]'"),
+            "{cfg}"
+        );
+        assert!(titles[2].starts_with("menuentry 'Terra v1'"), "{cfg}");
     }
 
     #[test]

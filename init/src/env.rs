@@ -37,6 +37,8 @@ pub struct Paths {
     pub services: PathBuf,
     /// Stage 2: containerd's config, passed with `--config` when it exists.
     pub containerd_config: PathBuf,
+    /// Stage 2: the health gate's settings (optional).
+    pub health: PathBuf,
 }
 
 impl Default for Paths {
@@ -60,6 +62,7 @@ impl Default for Paths {
             hostname: "/etc/hostname".into(),
             services: "/etc/terra/services".into(),
             containerd_config: "/etc/containerd/config.toml".into(),
+            health: "/etc/terra/health.json".into(),
         }
     }
 }

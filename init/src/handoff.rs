@@ -59,6 +59,7 @@ pub fn run(env: &Env, params: &BootParams, booted: &Booted) -> Result<Infallible
                 Handover {
                     version: booted.name.clone(),
                     debug: params.debug,
+                    on_trial: booted.on_trial,
                 },
             )
         }

@@ -71,7 +71,7 @@ pub fn boot(env: &Env) -> Result<Infallible, BootError> {
         found.node.display()
     );
     let booted = t.step("mount", || version::mount(env, &params, &found))?;
-    log::info!("booting version {} ({})", booted.name, booted.reason);
+    log::info!("{}", booted.line());
     write_plan(env);
     rescue::before_switch(env, &params);
     t.step("switch_root", || switch_root::run(env))?;
@@ -80,6 +80,7 @@ pub fn boot(env: &Env) -> Result<Infallible, BootError> {
     t.scans = Some(found.scans);
     t.version = Some(booted.name.clone());
     t.reason = Some(booted.reason.to_string());
+    t.skipped = booted.skipped.clone();
     log::info!("{}", t.summary());
     t.write(&env.paths.run_terra.join("boot.json"));
     handoff::run(env, &params, &booted)

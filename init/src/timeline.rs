@@ -37,6 +37,9 @@ pub struct Timeline {
     pub scans: Option<u32>,
     pub version: Option<String>,
     pub reason: Option<String>,
+    /// Versions passed over before this one, each with its reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<String>,
 }
 
 /// Milliseconds with two decimals (10 µs is plenty).
@@ -57,6 +60,7 @@ impl Timeline {
             scans: None,
             version: None,
             reason: None,
+            skipped: Vec::new(),
         }
     }
 

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use nix::mount::MsFlags;
-use terra_layout::boot_order::Reason;
 use terra_layout::odisk::{self, MountEntry};
 use terra_layout::record::{Handoff, VersionRecord};
 use terra_layout::{BootParams, Metadata, Partition};
@@ -21,9 +20,25 @@ const MAX_OPTIONS: usize = 4095;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Booted {
     pub name: String,
-    /// `requested`, `default`, `newest` or `fallback`.
+    /// `requested`, `default`, `newest`, `fallback` or `last resort`.
     pub reason: &'static str,
+    /// What the console adds: tries left, versions skipped and why.
+    pub detail: Option<String>,
+    /// The versions passed over, each with its reason (for the timeline).
+    pub skipped: Vec<String>,
+    /// A try was spent on this boot: stage 2's gate decides its fate.
+    pub on_trial: bool,
     pub handoff: Handoff,
+}
+
+impl Booted {
+    /// The console line: which version boots and why.
+    pub fn line(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("booting version {} ({}: {d})", self.name, self.reason),
+            None => format!("booting version {} ({})", self.name, self.reason),
+        }
+    }
 }
 
 /// Why one version could not be mounted.
@@ -57,7 +72,13 @@ pub fn mount(env: &Env, params: &BootParams, found: &Found) -> Result<Booted, Bo
             path: part.metadata(),
         });
     }
-    let booted = mount_root(env, &part, &meta, params.version.as_deref())?;
+    let booted = counting::mount_root(
+        env,
+        &part,
+        &meta,
+        params.version.as_deref(),
+        params.init.is_some(),
+    )?;
     bind_containerd(env, &part)?;
     apply_odisk(env, &part);
     mount_tmp(env)?;
@@ -84,53 +105,6 @@ fn mount_partition(env: &Env, found: &Found) -> Result<Partition, BootError> {
     env.mkdir(target, 0o755).map_err(err)?;
     env.mount(&m).map_err(err)?;
     Ok(Partition::new(target))
-}
-
-/// Tries the versions in boot order until one mounts.
-fn mount_root(
-    env: &Env,
-    part: &Partition,
-    meta: &Metadata,
-    requested: Option<&str>,
-) -> Result<Booted, BootError> {
-    let missing = requested.filter(|r| !meta.versions.contains_key(*r));
-    if let Some(r) = missing {
-        let names: Vec<&str> = meta.versions.keys().map(String::as_str).collect();
-        log::warn!(
-            "terra.version={r} is not installed (installed: {}); falling back",
-            names.join(", ")
-        );
-    }
-    let mut tried = Vec::new();
-    for (i, choice) in meta.boot_order(requested).iter().enumerate() {
-        let Some(rec) = meta.versions.get(&choice.name) else {
-            continue;
-        };
-        match mount_overlay(env, part, rec) {
-            Ok(()) => {
-                let reason = match choice.reason {
-                    _ if i > 0 || missing.is_some() => "fallback",
-                    Reason::Requested => "requested",
-                    Reason::Default => "default",
-                    Reason::Newest => "newest",
-                    Reason::Other => "fallback",
-                };
-                return Ok(Booted {
-                    name: choice.name.clone(),
-                    reason,
-                    handoff: rec.handoff.clone(),
-                });
-            }
-            Err(e) => {
-                log::warn!(
-                    "cannot mount version {}: {e}; trying the next one",
-                    choice.name
-                );
-                tried.push(format!("version {}: {e}", choice.name));
-            }
-        }
-    }
-    Err(BootError::NoVersionMounted { tried })
 }
 
 /// The overlay options of a version. Pure.
@@ -285,5 +259,9 @@ fn under(root: &Path, abs: &str) -> PathBuf {
     root.join(abs.trim_start_matches('/'))
 }
 
+mod counting;
+
+#[cfg(test)]
+mod counting_tests;
 #[cfg(test)]
 mod tests;

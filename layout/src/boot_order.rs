@@ -15,6 +15,8 @@ pub enum Reason {
     Requested,
     /// The partition's default.
     Default,
+    /// The last good default, kept when another version was made pending.
+    LastGood,
     /// The newest installed version.
     Newest,
     /// Any other version, newest first: better than no boot at all.
@@ -37,9 +39,11 @@ impl Metadata {
             .map(|(n, _)| n.as_str())
     }
 
-    /// The requested version, the default, the newest, then all others
-    /// newest first; every installed version exactly once. A requested name
-    /// that is not installed is left out (the caller says so).
+    /// The requested version, the default, the last good default (the
+    /// recorded fallback), the newest, then all others newest first; every
+    /// installed version exactly once. A requested name that is not
+    /// installed is left out (the caller says so). Which of them may boot is
+    /// [`crate::boot_state::gate`]'s decision.
     pub fn boot_order(&self, requested: Option<&str>) -> Vec<Choice> {
         let mut order: Vec<Choice> = Vec::new();
         let mut push = |name: &str, reason: Reason| {
@@ -55,6 +59,9 @@ impl Metadata {
         }
         if let Some(d) = &self.default {
             push(d, Reason::Default);
+        }
+        if let Some(f) = &self.fallback {
+            push(f, Reason::LastGood);
         }
         if let Some(n) = self.newest() {
             push(n, Reason::Newest);
@@ -145,6 +152,28 @@ mod tests {
         ];
         let want: Vec<(String, Reason)> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
         assert_eq!(got, want);
+    }
+
+    /// The recorded fallback comes right after the default, before newer ones.
+    #[test]
+    fn the_last_good_default_comes_second() {
+        let mut m = meta_of(&[("a", 1), ("b", 3), ("c", 2)], Some("c"));
+        m.fallback = Some("a".into());
+        let got: Vec<(String, Reason)> = m
+            .boot_order(None)
+            .into_iter()
+            .map(|c| (c.name, c.reason))
+            .collect();
+        let want = [
+            ("c", Reason::Default),
+            ("a", Reason::LastGood),
+            ("b", Reason::Newest),
+        ];
+        let want: Vec<(String, Reason)> = want.iter().map(|(n, r)| (n.to_string(), *r)).collect();
+        assert_eq!(got, want);
+        // A fallback that is not installed any more is passed over.
+        m.fallback = Some("gone".into());
+        assert_eq!(names(m.boot_order(None)), ["c", "b", "a"]);
     }
 
     /// Same install second: the larger name is the newer, everywhere.

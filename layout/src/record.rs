@@ -45,6 +45,11 @@ pub struct Metadata {
     /// The version booted when the command line names none.
     #[serde(default)]
     pub default: Option<String>,
+    /// The good default that `terra default` replaced with a pending
+    /// version: where a rollback goes (see [`crate::boot_state`]). Not
+    /// validated: a fallback that is no longer installed or good is ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
     /// Every installed version, by name.
     #[serde(default)]
     pub versions: BTreeMap<String, VersionRecord>,
@@ -78,8 +83,7 @@ pub struct VersionRecord {
     /// Bytes used by the version's layers (shared ones included).
     #[serde(default)]
     pub size: u64,
-    /// Boot state: today only stage 2 writes it (`good`); boot counting will
-    /// read it (planned).
+    /// Boot counting state (see [`crate::boot_state`]).
     #[serde(default)]
     pub boot: BootState,
 }
@@ -110,18 +114,23 @@ pub struct ImageInfo {
     pub config: Option<String>,
 }
 
-/// Boot state. Today stage 2 sets `good` once containerd answers, and nothing
-/// reads these fields: the boot order ignores them. Planned (the never-bricked
-/// issue): a version newly made default gets `tries_left` boots, and one with
-/// no tries left that never became good is skipped.
+/// Boot counting state of a version; what it means and who writes it is in
+/// [`crate::boot_state`] ([`BootState::status`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct BootState {
+    /// Boots left before a pending version is given up on (`None`: not
+    /// counting).
     #[serde(default)]
     pub tries_left: Option<u32>,
+    /// Passed stage 2's health gate.
     #[serde(default)]
     pub good: bool,
+    /// Why the last boot of this version did not become good.
     #[serde(default)]
     pub last_failure: Option<String>,
+    /// Unix seconds when stage 1 gave up on it (set: the version is failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<u64>,
 }
 
 /// Something wrong in `ov/metadata.db`.
@@ -150,6 +159,7 @@ impl Default for Metadata {
         Self {
             format: FORMAT,
             default: None,
+            fallback: None,
             versions: BTreeMap::new(),
         }
     }

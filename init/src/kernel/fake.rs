@@ -84,6 +84,8 @@ pub struct Fake {
     /// The fake clock starts here and moves by `elapsed`.
     pub epoch: Instant,
     elapsed: Mutex<Duration>,
+    /// What [`Kernel::kernel_log`] returns.
+    pub kmsg: String,
 }
 
 impl Default for Fake {
@@ -103,6 +105,7 @@ impl Default for Fake {
             }),
             epoch: Instant::now(),
             elapsed: Mutex::new(Duration::ZERO),
+            kmsg: String::new(),
         }
     }
 }
@@ -270,6 +273,14 @@ impl Kernel for Fake {
     }
     fn connects(&self, socket: &Path) -> bool {
         self.listening.contains(socket)
+    }
+    /// Not recorded: the shutdown tests compare the calls that change things.
+    fn kernel_log(&self, _kmsg: &Path) -> io::Result<String> {
+        Ok(self.kmsg.clone())
+    }
+    /// Everything exists but what `fail_on` names.
+    fn exists(&self, path: &Path) -> bool {
+        self.record(format!("test -e {}", path.display())).is_ok()
     }
     fn set_hostname(&self, name: &str) -> io::Result<()> {
         self.record(format!("hostname {name}"))

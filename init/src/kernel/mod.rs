@@ -153,6 +153,20 @@ pub struct Removed {
 }
 
 /// The errno of an error from [`Kernel`], if it has one.
+/// One `/dev/kmsg` record (`PRIO,SEQ,MICROS,FLAGS;message`, then
+/// continuation lines) as a `dmesg` line: `[   12.345678] message`.
+/// `None` for what is not a record. Pure.
+pub fn kmsg_line(record: &str) -> Option<String> {
+    let (head, body) = record.split_once(';')?;
+    let micros: u64 = head.split(',').nth(2)?.parse().ok()?;
+    let message = body.lines().next().unwrap_or("");
+    Some(format!(
+        "[{:5}.{:06}] {message}",
+        micros / 1_000_000,
+        micros % 1_000_000
+    ))
+}
+
 pub fn errno(e: &io::Error) -> Option<Errno> {
     e.raw_os_error().map(Errno::from_raw)
 }
@@ -204,6 +218,12 @@ pub trait Kernel: Sync {
     fn spawn(&self, cmd: &Spawn) -> io::Result<Spawned>;
     /// Whether a unix socket accepts a connection (a service's ready check).
     fn connects(&self, socket: &Path) -> bool;
+    /// The kernel log as text, one `[seconds] message` line a record: every
+    /// record `kmsg` (`/dev/kmsg`) still holds, read without waiting.
+    fn kernel_log(&self, kmsg: &Path) -> io::Result<String>;
+    /// Whether `path` exists, as itself (a symlink is not followed: in the
+    /// new root an absolute link points into that root, not ours).
+    fn exists(&self, path: &Path) -> bool;
     fn set_hostname(&self, name: &str) -> io::Result<()>;
     /// `ip link set NAME up`.
     fn link_up(&self, name: &str) -> io::Result<()>;
@@ -246,6 +266,19 @@ mod tests {
         assert_eq!(b.to_shell(), "mount -o bind /a /b");
         let t = Mount::new("tmpfs", "/run", "tmpfs").data("mode=0755");
         assert_eq!(t.to_shell(), "mount -t tmpfs -o mode=0755 tmpfs /run");
+    }
+
+    #[test]
+    fn kmsg_records_become_dmesg_lines() {
+        assert_eq!(
+            kmsg_line("6,339,5140900,-;terra: booting version v1 (default)\n").as_deref(),
+            Some("[    5.140900] terra: booting version v1 (default)")
+        );
+        assert_eq!(
+            kmsg_line("4,1,12,-;x\n SUBSYSTEM=acpi\n").as_deref(),
+            Some("[    0.000012] x")
+        );
+        assert_eq!(kmsg_line("garbage"), None);
     }
 
     #[test]

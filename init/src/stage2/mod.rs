@@ -9,6 +9,7 @@
 //! ```text
 //! block signals  ->  mounts table  ->  hostname, loopback
 //!   ->  containerd (+ /etc/terra/services/*.json)  ->  supervise until a signal
+//!       (the health gate marks the version good, or reboots a failed trial)
 //!   ->  stop services, kill the rest, sync, unmount / remount ro, reboot(2)
 //! ```
 //!
@@ -40,6 +41,8 @@ pub struct Handover {
     pub version: String,
     /// `terra.debug` was given.
     pub debug: bool,
+    /// Stage 1 spent a try: a failed health gate reboots.
+    pub on_trial: bool,
 }
 
 /// Runs the system; never returns.
@@ -72,7 +75,9 @@ pub fn run(env: &Env, h: Handover) -> ! {
             }
             log::info!("stage 2 set-up {}", t.summary());
         }
-        let mut sup = supervise::Supervisor::new(env, specs, h.version.clone());
+        let gate = t.step("health", || health::load(&env.paths.health));
+        let mut sup =
+            supervise::Supervisor::new(env, specs, h.version.clone()).with_health(gate, h.on_trial);
         let action = sup.run();
         sup.stop_all();
         shutdown::shutdown(env, action)

@@ -8,14 +8,17 @@
 //!   "after": ["containerd"],
 //!   "restart": "always",
 //!   "ready": {"socket": "/run/buildkit/buildkitd.sock"},
+//!   "required": true,
 //!   "stop_timeout": 10
 //! }
 //! ```
 //!
 //! Only `argv` is required. `after` defaults to `["containerd"]` (a service
 //! starts once each named one is ready); `restart` is `always` (default),
-//! `on-failure` or `never`. A file named `containerd.json` replaces the
-//! built-in containerd. A bad file is logged and skipped.
+//! `on-failure` or `never`. `required` (default false) puts the service in
+//! the health gate ([`super::health`]): the version is good only once it is
+//! ready; containerd is always required. A file named `containerd.json`
+//! replaces the built-in containerd. A bad file is logged and skipped.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -87,6 +90,9 @@ pub struct Spec {
     pub restart: Restart,
     #[serde(default)]
     pub ready: Option<Ready>,
+    /// Part of the health gate: the version is good only once it is ready.
+    #[serde(default)]
+    pub required: bool,
     /// Seconds between SIGTERM and SIGKILL at shutdown.
     #[serde(default = "default_stop_timeout")]
     pub stop_timeout: u64,
@@ -116,6 +122,7 @@ pub fn containerd(config: Option<&Path>) -> Spec {
         ready: Some(Ready {
             socket: PathBuf::from(CONTAINERD_SOCKET),
         }),
+        required: true,
         stop_timeout: default_stop_timeout(),
     }
 }
@@ -133,6 +140,8 @@ pub fn parse(stem: &str, text: &str) -> Result<Spec, ServiceError> {
     }
     if spec.name == CONTAINERD {
         spec.after.retain(|a| a != CONTAINERD);
+        // Without containerd there is no container host: always gated.
+        spec.required = true;
     }
     Ok(spec)
 }
@@ -246,6 +255,20 @@ mod tests {
         assert_eq!(s.restart, Restart::Always);
         assert_eq!(s.stop_timeout, 10);
         assert_eq!(s.ready, None);
+        assert!(!s.required);
+    }
+
+    #[test]
+    fn containerd_is_always_required() {
+        assert!(containerd(None).required);
+        let s = parse(
+            "containerd",
+            r#"{"argv":["/opt/containerd"],"required":false}"#,
+        )
+        .unwrap();
+        assert!(s.required);
+        let s = parse("db", r#"{"argv":["/bin/db"],"required":true}"#).unwrap();
+        assert!(s.required);
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The orderly end: after the services are stopped (the supervisor does
-//! that, dependents first), kill what is left, sync, unmount or remount
+//! that, dependents first), kill what is left, save this boot's kernel log
+//! on the partition (`terra logs` reads it), sync, unmount or remount
 //! read-only in reverse order (the root, then the partition last), and
 //! reboot(2).
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use terra_layout::Partition;
 
 use crate::env::{Env, Paths};
 use crate::kernel::{errno, Errno, PowerAction, Reaped, Signal, Target};
@@ -69,6 +72,7 @@ pub fn power_down(env: &Env, action: PowerAction) -> io::Error {
     let k = env.kernel;
     log::info!("shutting down: {action:?}");
     kill_everything(env);
+    save_log(env);
     k.sync();
     unmount_all(env);
     k.sync();
@@ -81,6 +85,35 @@ pub fn power_down(env: &Env, action: PowerAction) -> io::Error {
         }
     );
     k.reboot(action)
+}
+
+/// The kernel log (it holds every `terra:` line and the services' output)
+/// to `log/boot-N.log` on the partition, the oldest beyond a few dropped.
+/// Before the unmounts, so it is flushed with the rest.
+fn save_log(env: &Env) {
+    let part = Partition::new(&env.paths.partition);
+    if !part.metadata().exists() {
+        log::warn!(
+            "no partition at {}: this boot's log is not saved",
+            part.root().display()
+        );
+        return;
+    }
+    let kmsg = env.paths.dev.join("kmsg");
+    let text = match env.kernel.kernel_log(&kmsg) {
+        Ok(t) => t,
+        Err(e) => {
+            log::warn!(
+                "reading {}: {e}; this boot's log is not saved",
+                kmsg.display()
+            );
+            return;
+        }
+    };
+    match terra_layout::bootlog::save(&part, &text) {
+        Ok(path) => log::info!("boot log saved: {}", path.display()),
+        Err(e) => log::warn!("saving this boot's log: {e}"),
+    }
 }
 
 /// SIGTERM to every process but PID 1 (kill(2) with pid -1), a grace period

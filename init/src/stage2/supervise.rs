@@ -1,7 +1,8 @@
 //! The supervisor: starts the services in order, forwards their output to
 //! the log, restarts them with exponential back-off when they end, reaps
 //! every other process that ends (PID 1 inherits all orphans), and returns
-//! when a signal asks for shutdown.
+//! when a signal asks for shutdown, or when the health gate fails on a
+//! version on trial (a reboot, so that stage 1 falls back).
 //!
 //! Every start, signal, reap and clock reading goes through the kernel seam,
 //! so the restart and back-off decisions are tested with the fake, which
@@ -12,10 +13,14 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
 use crate::env::Env;
 use crate::kernel::{Exit, Pid, PowerAction, Reaped, Signal, Spawn, Target};
 
-use super::services::{Restart, ServiceError, Spec, CONTAINERD};
+use super::health::{self, Verdict};
+
+use super::services::{Restart, ServiceError, Spec};
 use super::signals::{self, meaning};
 
 /// The PATH services start with (an image sets more through `env`).
@@ -57,6 +62,11 @@ pub struct Supervisor<'e, 'k> {
     services: Vec<Service>,
     version: String,
     boot_marked: bool,
+    gate: health::Gate,
+    /// The image's extra sockets the gate waits for.
+    sockets: Vec<PathBuf>,
+    /// Stage 1 spent a try on this boot: a failed gate reboots.
+    on_trial: bool,
 }
 
 impl<'e, 'k> Supervisor<'e, 'k> {
@@ -71,24 +81,40 @@ impl<'e, 'k> Supervisor<'e, 'k> {
                 starts: 0,
             })
             .collect();
+        let cfg = health::Config::default();
         Self {
             env,
             services,
             version,
             boot_marked: false,
+            gate: health::Gate::new(env.kernel.now(), &cfg),
+            sockets: cfg.sockets,
+            on_trial: false,
         }
+    }
+
+    /// The image's gate settings, and whether this boot is a trial.
+    pub fn with_health(mut self, cfg: health::Config, on_trial: bool) -> Self {
+        self.gate = health::Gate::new(self.now(), &cfg);
+        self.sockets = cfg.sockets;
+        self.on_trial = on_trial;
+        self
     }
 
     fn now(&self) -> Instant {
         self.env.kernel.now()
     }
 
-    /// Supervises until a signal asks for a shutdown; returns which.
+    /// Supervises until a signal asks for a shutdown, or the health gate
+    /// fails on a trial boot; returns which power action follows.
     pub fn run(&mut self) -> PowerAction {
         loop {
             // A start can make another service due (one without a ready check
             // is ready once started): go on until nothing changes.
             while self.start_due(self.now()) | self.check_ready() {}
+            if let Some(action) = self.gate_step() {
+                return action;
+            }
             for sig in signals::wait(self.env, self.next_wake(self.now())) {
                 if sig == Signal::SIGCHLD {
                     self.reap();
@@ -112,7 +138,67 @@ impl<'e, 'k> Supervisor<'e, 'k> {
                 _ => {}
             }
         }
+        if let Some(g) = self.gate.next_wake(now) {
+            wake = wake.min(g);
+        }
         wake
+    }
+
+    /// Feeds the gate; on a verdict marks the version good, or records why
+    /// it failed and asks for a reboot when this boot is a trial.
+    fn gate_step(&mut self) -> Option<PowerAction> {
+        let now = self.now();
+        let not_ready = self.not_ready();
+        match self.gate.observe(now, &not_ready) {
+            Verdict::Waiting => None,
+            Verdict::Passed => {
+                log::info!(
+                    "health gate passed: version {} is healthy (uptime {:.3} s)",
+                    self.version,
+                    super::secs(self.env.kernel.uptime())
+                );
+                self.boot_marked = true;
+                health::mark_boot_good(self.env, &self.version);
+                None
+            }
+            Verdict::Failed(why) => {
+                log::error!("{why}");
+                if !self.on_trial {
+                    log::warn!(
+                        "version {} is not on trial: it stays up, not marked good",
+                        self.version
+                    );
+                    return None;
+                }
+                health::note_boot_failure(self.env, &self.version, &why);
+                log::error!(
+                    "version {} failed its health gate: rebooting (stage 1 falls back once its tries are spent)",
+                    self.version
+                );
+                Some(PowerAction::Reboot)
+            }
+        }
+    }
+
+    /// What keeps the gate closed: required services not ready, extra
+    /// sockets that do not answer.
+    fn not_ready(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in self.services.iter().filter(|s| s.spec.required && !s.ready) {
+            let name = &s.spec.name;
+            out.push(match (s.state, s.starts) {
+                (State::Done, _) => format!("{name} ended"),
+                (_, 0) => format!("{name} not started"),
+                (_, 1) => format!("{name} not ready"),
+                (_, n) => format!("{name} not ready (started {n} times)"),
+            });
+        }
+        for sock in &self.sockets {
+            if !self.env.kernel.connects(sock) {
+                out.push(format!("{} does not answer", sock.display()));
+            }
+        }
+        out
     }
 
     /// Starts what is due; says whether it started anything.
@@ -166,7 +252,6 @@ impl<'e, 'k> Supervisor<'e, 'k> {
     /// Tries the ready sockets; says whether a service became ready.
     fn check_ready(&mut self) -> bool {
         let (env, now) = (self.env, self.now());
-        let mut containerd_ready = false;
         let mut any = false;
         for s in &mut self.services {
             let (State::Running { since, .. }, false, Some(ready)) =
@@ -184,12 +269,7 @@ impl<'e, 'k> Supervisor<'e, 'k> {
                     now.saturating_duration_since(since).as_millis(),
                     super::secs(env.kernel.uptime())
                 );
-                containerd_ready |= s.spec.name == CONTAINERD;
             }
-        }
-        if containerd_ready && !self.boot_marked {
-            self.boot_marked = true;
-            super::health::mark_boot_good(self.env, &self.version);
         }
         any
     }

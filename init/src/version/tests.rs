@@ -20,12 +20,12 @@ const META: &str = r#"{
   }
 }"#;
 
-struct Setup {
-    _dir: tempfile::TempDir,
-    paths: Paths,
+pub(super) struct Setup {
+    pub _dir: tempfile::TempDir,
+    pub paths: Paths,
 }
 
-fn setup(meta: &str, odisk: Option<&str>) -> Setup {
+pub(super) fn setup(meta: &str, odisk: Option<&str>) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let part = dir.path().join("run/terra/partition");
     for l in ["a", "b", "c"] {
@@ -43,7 +43,7 @@ fn setup(meta: &str, odisk: Option<&str>) -> Setup {
     Setup { _dir: dir, paths }
 }
 
-fn found() -> Found {
+pub(super) fn found() -> Found {
     Found {
         name: "vdb1".into(),
         node: "/dev/vdb1".into(),
@@ -51,7 +51,7 @@ fn found() -> Found {
     }
 }
 
-fn params(version: Option<&str>) -> BootParams {
+pub(super) fn params(version: Option<&str>) -> BootParams {
     BootParams {
         version: version.map(String::from),
         ..BootParams::default()

@@ -1,30 +1,41 @@
-//! `terra default NAME`
+//! `terra default NAME [--tries N]`
 
-use anyhow::{bail, Result};
+use anyhow::{Context, Result};
 use clap::Args;
+use terra_layout::boot_state::{Activated, DEFAULT_TRIES};
 use terra_layout::Metadata;
 
 use super::Global;
 
-/// Make NAME the version booted when the command line names none.
+/// Make NAME the version booted when the command line names none. A version
+/// that has not yet passed the health gate becomes pending: it gets --tries
+/// boots to become good, else stage 1 goes back to the current good default.
 #[derive(Debug, Args)]
 pub struct DefaultArgs {
     pub name: String,
+    /// Boots a pending version gets to pass the health gate.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_TRIES)]
+    pub tries: u32,
 }
 
 pub fn run(g: &Global, a: DefaultArgs) -> Result<()> {
     let target = g.open(crate::target::Access::Write)?;
-    let mut meta = Metadata::load(&target.part.metadata())?;
-    if !meta.versions.contains_key(&a.name) {
-        bail!(
-            "no version {:?} (installed: {})",
+    let path = target.part.metadata();
+    let mut meta = Metadata::load(&path)?;
+    let done = meta.activate(&a.name, a.tries)?;
+    meta.store(&path)?;
+    crate::menu::write(&target.part, &meta).context("rewriting the boot menu")?;
+    match done {
+        Activated::Good => log::info!("default version: {} (good)", a.name),
+        Activated::Ungated => log::info!(
+            "default version: {} (hands off to another init: no health gate, not counted)",
+            a.name
+        ),
+        Activated::Pending { tries } => log::info!(
+            "default version: {} (pending, {tries} tries; falls back to {})",
             a.name,
-            meta.versions.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
+            meta.fallback.as_deref().unwrap_or("no good version")
+        ),
     }
-    meta.default = Some(a.name.clone());
-    meta.store(&target.part.metadata())?;
-    crate::menu::write(&target.part, &meta)?;
-    log::info!("default version: {}", a.name);
     Ok(())
 }

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use anyhow::Result;
 use clap::Args;
 use serde::Serialize;
+use terra_layout::boot_state::Status;
 use terra_layout::Metadata;
 
 use super::Global;
 
-/// List installed versions: default, image, size, shared layers.
+/// List installed versions: default, boot state, image, size, shared layers.
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Machine-readable output.
@@ -30,11 +31,63 @@ struct Row {
     shared_layers: usize,
     kernel: Option<String>,
     handoff: terra_layout::Handoff,
+    boot: Boot,
+}
+
+/// A version's boot counting state, as `terra list --json` shows it.
+#[derive(Serialize, Debug, PartialEq, Eq)]
+struct Boot {
+    /// `good`, `pending`, `failed` or `untried`.
+    state: &'static str,
+    /// Boots left to pass the health gate (pending only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tries_left: Option<u32>,
+    /// Why its last boot did not become good.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_failure: Option<String>,
+    /// When stage 1 gave up on it, RFC 3339 (failed only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    failed_at: Option<String>,
+}
+
+impl Boot {
+    fn of(b: &terra_layout::record::BootState) -> Self {
+        let (state, tries_left, failed_at) = match b.status() {
+            Status::Good => ("good", None, None),
+            Status::Pending { tries_left } => ("pending", Some(tries_left), None),
+            // Out of tries: stage 1 records the failure at the next boot.
+            Status::Exhausted => ("pending", Some(0), None),
+            Status::Failed { at, .. } => ("failed", None, Some(rfc3339(at))),
+            Status::Untried => ("untried", None, None),
+        };
+        Boot {
+            state,
+            tries_left,
+            last_failure: b.last_failure.clone(),
+            failed_at,
+        }
+    }
+
+    /// One cell of the text listing.
+    fn cell(&self) -> String {
+        match (self.state, self.tries_left, &self.failed_at) {
+            ("pending", Some(n), _) => format!("pending ({n} left)"),
+            ("failed", _, Some(at)) => format!("failed {at}"),
+            (state, _, _) => state.to_string(),
+        }
+    }
+}
+
+fn rfc3339(secs: u64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[derive(Serialize)]
 struct Listing {
     default: Option<String>,
+    /// Where a pending default falls back to (the last good default).
+    fallback: Option<String>,
     versions: Vec<Row>,
 }
 
@@ -58,10 +111,12 @@ fn rows(meta: &Metadata) -> Listing {
             shared_layers: r.lowers.iter().filter(|l| uses[l.as_str()] > 1).count(),
             kernel: r.kernel.clone(),
             handoff: r.handoff.clone(),
+            boot: Boot::of(&r.boot),
         })
         .collect();
     Listing {
         default: meta.default.clone(),
+        fallback: meta.good_fallback().map(String::from),
         versions,
     }
 }
@@ -79,19 +134,24 @@ pub fn run(g: &Global, a: ListArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<2}{:<16} {:>9} {:>6} {:>6}  {:<19} IMAGE",
-        "", "NAME", "SIZE", "LAYERS", "SHARED", "DIGEST"
+        "{:<2}{:<16} {:<30} {:>9} {:>6} {:>6}  {:<19} IMAGE",
+        "", "NAME", "STATE", "SIZE", "LAYERS", "SHARED", "DIGEST"
     );
+    let mut failures = Vec::new();
     for r in listing.versions {
         let digest = r
             .digest
             .as_deref()
             .map(|d| &d[..d.len().min(19)])
             .unwrap_or("-");
+        if let Some(why) = &r.boot.last_failure {
+            failures.push(format!("{}: {why}", r.name));
+        }
         println!(
-            "{:<2}{:<16} {:>8.1}M {:>6} {:>6}  {:<19} {}",
+            "{:<2}{:<16} {:<30} {:>8.1}M {:>6} {:>6}  {:<19} {}",
             if r.default { "*" } else { "" },
             r.name,
+            r.boot.cell(),
             r.size as f64 / 1e6,
             r.layers,
             r.shared_layers,
@@ -99,5 +159,57 @@ pub fn run(g: &Global, a: ListArgs) -> Result<()> {
             r.reference.as_deref().unwrap_or("-")
         );
     }
+    if let Some(f) = &listing.fallback {
+        println!("\nfalls back to: {f}");
+    }
+    if !failures.is_empty() {
+        println!("\nlast failures:");
+        for f in failures {
+            println!("  {f}");
+        }
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use terra_layout::record::BootState;
+
+    #[test]
+    fn boot_states_as_listed() {
+        let cases = [
+            (BootState::default(), "untried", "untried"),
+            (
+                BootState {
+                    good: true,
+                    ..BootState::default()
+                },
+                "good",
+                "good",
+            ),
+            (
+                BootState {
+                    tries_left: Some(2),
+                    ..BootState::default()
+                },
+                "pending",
+                "pending (2 left)",
+            ),
+            (
+                BootState {
+                    tries_left: Some(0),
+                    last_failure: Some("health gate: containerd not ready".into()),
+                    failed_at: Some(1_764_441_600),
+                    ..BootState::default()
+                },
+                "failed",
+                "failed 2025-11-29T18:40:00Z",
+            ),
+        ];
+        for (b, state, cell) in cases {
+            let got = Boot::of(&b);
+            assert_eq!((got.state, got.cell().as_str()), (state, cell), "{b:?}");
+        }
+    }
 }

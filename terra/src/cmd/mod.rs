@@ -4,8 +4,10 @@ mod default;
 mod gc;
 mod install;
 mod list;
+mod logs;
 mod power;
 mod remove;
+mod rollback;
 pub mod source;
 mod unpack;
 
@@ -77,8 +79,10 @@ impl Global {
 pub enum Command {
     Install(install::InstallArgs),
     List(list::ListArgs),
+    Logs(logs::LogsArgs),
     Default(default::DefaultArgs),
     Remove(remove::RemoveArgs),
+    Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
     Unpack(unpack::UnpackArgs),
     /// Power the machine off (asks PID 1, Terra's init, with SIGTERM).
@@ -92,8 +96,10 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
     match cli.command {
         Command::Install(a) => install::run(g, a, hooks),
         Command::List(a) => list::run(g, a),
+        Command::Logs(a) => logs::run(g, a),
         Command::Default(a) => default::run(g, a),
         Command::Remove(a) => remove::run(g, a),
+        Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
         Command::Unpack(a) => unpack::run(g, a),
         Command::Poweroff => power::run(power::Action::Poweroff),

@@ -167,6 +167,39 @@ impl Kernel for Real {
         std::os::unix::net::UnixStream::connect(socket).is_ok()
     }
 
+    fn kernel_log(&self, kmsg: &Path) -> io::Result<String> {
+        use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::libc::O_NONBLOCK)
+            .open(kmsg)?;
+        let mut out = String::new();
+        // One read returns one record; a record longer than this is cut.
+        let mut buf = vec![0u8; 8192];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    if let Some(line) = super::kmsg_line(&String::from_utf8_lossy(&buf[..n])) {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
+                // Nothing more to read now: the end of the log.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // EPIPE: records were overwritten while we read; go on.
+                Err(e) if e.raw_os_error() == Some(nix::libc::EPIPE) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    fn exists(&self, path: &Path) -> bool {
+        std::fs::symlink_metadata(path).is_ok()
+    }
+
     fn set_hostname(&self, name: &str) -> io::Result<()> {
         Ok(nix::unistd::sethostname(name)?)
     }

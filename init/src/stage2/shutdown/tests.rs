@@ -115,3 +115,27 @@ fn without_mountinfo_the_root_and_the_partition_are_still_made_read_only() {
         ]
     );
 }
+
+/// The kernel log of the boot is saved on the partition before it is
+/// remounted read-only, for `terra logs`.
+#[test]
+fn the_boot_log_is_saved_on_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = dir.path().join("partition");
+    std::fs::create_dir_all(part.join("ov")).unwrap();
+    terra_layout::Metadata::default()
+        .store(&Partition::new(&part).metadata())
+        .unwrap();
+    let mut k = Fake::default();
+    k.kmsg = "[    2.000000] terra: health gate: not healthy\n".into();
+    let mut env = env_with_mountinfo(&k, dir.path());
+    env.paths.partition = part.clone();
+    power_down(&env, PowerAction::Reboot);
+    let p = Partition::new(&part);
+    assert_eq!(
+        terra_layout::bootlog::list(&p).unwrap(),
+        ["boot-000001.log"]
+    );
+    let saved = std::fs::read_to_string(part.join("log/boot-000001.log")).unwrap();
+    assert_eq!(saved, k.kmsg);
+}

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::*;
 use crate::env::Paths;
 use crate::kernel::fake::{Fake, Tick};
+use crate::stage2::health;
 use crate::stage2::services::{containerd, parse, CONTAINERD_SOCKET};
 use terra_layout::record::{BootState, Handoff, VersionRecord};
 use terra_layout::{Metadata, Partition};
@@ -60,6 +61,7 @@ fn partition_with_v1(dir: &Path) -> Partition {
             tries_left: Some(2),
             good: false,
             last_failure: None,
+            failed_at: None,
         },
     };
     meta.versions.insert("v1".into(), rec);
@@ -200,9 +202,11 @@ fn containerd_ready_marks_the_booted_version_good_once() {
     let part = partition_with_v1(dir.path());
     let k = ready_fake();
     let env = env(&k, dir.path());
+    // Ready at once, dies at 1 s, ready again at 1.5 s, then stays up past
+    // the gate's grace period (10 s) until SIGTERM at 14 s.
     k.script([
         Tick::exit(secs(1.0), Pid(100), Exit::Exited(2)),
-        Tick::signal(secs(1.0), Signal::SIGTERM),
+        Tick::signal(secs(13.0), Signal::SIGTERM),
     ]);
     let mut sup = Supervisor::new(&env, vec![containerd(None)], "v1".into());
     sup.run();
@@ -234,6 +238,125 @@ fn a_version_is_not_marked_good_while_containerd_does_not_answer() {
     sup.run();
     let meta = Metadata::load(&part.metadata()).unwrap();
     assert!(!meta.versions["v1"].boot.good);
+}
+
+/// containerd never answers (a broken config): on a trial boot the gate
+/// fails at its timeout, the reason is recorded, and the supervisor asks
+/// for a reboot; the version is not marked good.
+#[test]
+fn a_trial_whose_containerd_never_answers_reboots_with_the_reason_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = partition_with_v1(dir.path());
+    let k = Fake::default();
+    let env = env(&k, dir.path());
+    // containerd crash-loops until the timeout.
+    k.script([
+        Tick::exit(secs(5.0), Pid(100), Exit::Exited(1)),
+        Tick::exit(secs(5.0), Pid(101), Exit::Exited(1)),
+        Tick::signal(secs(60.0), Signal::SIGTERM),
+    ]);
+    let cfg = health::Config {
+        timeout: 30,
+        grace: 5,
+        sockets: Vec::new(),
+    };
+    let mut sup = Supervisor::new(&env, vec![containerd(None)], "v1".into()).with_health(cfg, true);
+    assert_eq!(sup.run(), PowerAction::Reboot);
+    assert_eq!(k.elapsed(), secs(30.0), "decided at the timeout");
+    let b = Metadata::load(&part.metadata()).unwrap().versions["v1"]
+        .boot
+        .clone();
+    assert!(!b.good);
+    assert_eq!(
+        b.last_failure.as_deref(),
+        Some("health gate: not healthy 30 s after start: containerd not ready (started 3 times)")
+    );
+    assert_eq!(
+        b.tries_left,
+        Some(2),
+        "stage 1 counts the tries, not stage 2"
+    );
+}
+
+/// Not on trial (a good version, or a last resort): a failed gate is
+/// logged and the system stays up; no reboot loop.
+#[test]
+fn a_failed_gate_off_trial_stays_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let part = partition_with_v1(dir.path());
+    let k = Fake::default();
+    let env = env(&k, dir.path());
+    k.script([Tick::signal(secs(100.0), Signal::SIGTERM)]);
+    let cfg = health::Config {
+        timeout: 30,
+        grace: 5,
+        sockets: Vec::new(),
+    };
+    let mut sup =
+        Supervisor::new(&env, vec![containerd(None)], "v1".into()).with_health(cfg, false);
+    assert_eq!(sup.run(), PowerAction::PowerOff);
+    assert_eq!(k.elapsed(), secs(100.0));
+    let b = Metadata::load(&part.metadata()).unwrap().versions["v1"]
+        .boot
+        .clone();
+    assert!(!b.good);
+    assert_eq!(b.last_failure, None);
+}
+
+/// A required service that crashes at start keeps the gate shut; one that
+/// is not required does not; an extra socket must answer too.
+#[test]
+fn required_services_and_sockets_are_gated_others_are_not() {
+    for (required, socket, passes) in [
+        (false, None, true),
+        (true, None, false),
+        (false, Some("/run/ok.sock"), true),
+        (false, Some("/run/none.sock"), false),
+    ] {
+        let case = format!("required {required}, socket {socket:?}");
+        let dir = tempfile::tempdir().unwrap();
+        let part = partition_with_v1(dir.path());
+        let mut k = ready_fake();
+        k.listening.insert("/run/ok.sock".into());
+        let env = env(&k, dir.path());
+        let crash = spec(
+            "crash",
+            &format!(r#"{{"argv":["/bin/crash"],"required":{required}}}"#),
+        );
+        // containerd is pid 100; "crash" starts as 101 and dies at once,
+        // every time (back-off 0.5, 1, 2, 4, 8, 16 s).
+        let gaps = [0.1, 0.6, 1.1, 2.1, 4.1, 8.1];
+        let mut ticks: Vec<Tick> = (101..)
+            .zip(gaps)
+            .map(|(pid, gap)| Tick::exit(secs(gap), Pid(pid), Exit::Exited(1)))
+            .collect();
+        ticks.push(Tick::signal(secs(60.0), Signal::SIGTERM));
+        k.script(ticks);
+        let cfg = health::Config {
+            timeout: 30,
+            grace: 5,
+            sockets: socket.map(|s| vec![s.into()]).unwrap_or_default(),
+        };
+        let mut sup = Supervisor::new(&env, vec![containerd(None), crash], "v1".into())
+            .with_health(cfg, true);
+        let action = sup.run();
+        let b = Metadata::load(&part.metadata()).unwrap().versions["v1"]
+            .boot
+            .clone();
+        assert_eq!(b.good, passes, "{case}");
+        if passes {
+            assert_eq!(action, PowerAction::PowerOff, "{case}");
+        } else {
+            assert_eq!(action, PowerAction::Reboot, "{case}");
+            let why = b.last_failure.unwrap();
+            let want = if required {
+                "crash not ready (started"
+            } else {
+                "/run/none.sock does not answer"
+            };
+            assert!(why.contains(want), "{case}: {why}");
+        }
+    }
 }
 
 /// The whole end, in order: services stopped dependents first (each its
