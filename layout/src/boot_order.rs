@@ -84,22 +84,7 @@ fn newness<'a>(v: &(&'a String, &VersionRecord)) -> (u64, &'a String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{BootState, Handoff};
-
-    fn rec(installed_at: u64) -> VersionRecord {
-        VersionRecord {
-            lowers: vec!["ov/snapshots/sha256-aa".into()],
-            upper: "ov/snapshots/rw-x/upper".into(),
-            work: "ov/snapshots/rw-x/work".into(),
-            handoff: Handoff::default(),
-            kernel: None,
-            initrd: None,
-            image: None,
-            installed_at,
-            size: 0,
-            boot: BootState::default(),
-        }
-    }
+    use crate::record::test_record as rec;
 
     fn meta_of(versions: &[(&str, u64)], default: Option<&str>) -> Metadata {
         let mut m = Metadata::default();

@@ -253,24 +253,28 @@ pub fn check_name(name: &str) -> Result<(), RecordError> {
     }
 }
 
+/// A minimal valid record installed at `installed_at`, for the tests of
+/// this crate.
+#[cfg(test)]
+pub(crate) fn test_record(installed_at: u64) -> VersionRecord {
+    VersionRecord {
+        lowers: vec!["ov/snapshots/sha256-aa".into()],
+        upper: "ov/snapshots/rw-x/upper".into(),
+        work: "ov/snapshots/rw-x/work".into(),
+        handoff: Handoff::default(),
+        kernel: None,
+        initrd: None,
+        image: None,
+        installed_at,
+        size: 0,
+        boot: BootState::default(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn rec(installed_at: u64) -> VersionRecord {
-        VersionRecord {
-            lowers: vec!["ov/snapshots/sha256-aa".into()],
-            upper: "ov/snapshots/rw-x/upper".into(),
-            work: "ov/snapshots/rw-x/work".into(),
-            handoff: Handoff::default(),
-            kernel: None,
-            initrd: None,
-            image: None,
-            installed_at,
-            size: 0,
-            boot: BootState::default(),
-        }
-    }
+    use test_record as rec;
 
     fn meta() -> Metadata {
         let mut m = Metadata::default();
