@@ -62,19 +62,23 @@ impl Check {
         }
         match spawn(env, "health", &self.argv, &BTreeMap::new()) {
             Ok(pid) => {
-                log::info!(
+                // Debug: a run a second would spend stage 2's share of the
+                // kernel log (writes to /dev/kmsg are rate-limited after
+                // stage 1, printk.devkmsg=ratelimit), and the gate's verdict
+                // must reach it.
+                log::debug!(
                     "health command started (pid {pid}): {}",
                     self.argv.join(" ")
                 );
                 self.state = State::Running(pid);
             }
             Err(e) => {
-                self.why = format!(
+                let why = format!(
                     "health command {}: {}",
                     self.argv.join(" "),
                     crate::stage2::chain(&e)
                 );
-                self.state = State::Due(now + RETRY);
+                self.failed(why, now);
             }
         }
     }
@@ -86,14 +90,25 @@ impl Check {
         }
         let shown = self.argv.join(" ");
         if exit.failed() {
-            self.why = format!("health command {shown} {exit}");
-            log::warn!("{} (pid {pid}); again in {} s", self.why, RETRY.as_secs());
-            self.state = State::Due(now + RETRY);
+            self.failed(format!("health command {shown} {exit}"), now);
         } else {
             log::info!("health command {shown} (pid {pid}) exited with status 0");
             self.state = State::Passed;
         }
         true
+    }
+
+    /// A run failed: said once per new outcome, not once per run (see
+    /// `poll`); the next run is due in a second.
+    fn failed(&mut self, why: String, now: Instant) {
+        if why != self.why {
+            log::warn!(
+                "{why}; run again every {} s until it passes",
+                RETRY.as_secs()
+            );
+        }
+        self.why = why;
+        self.state = State::Due(now + RETRY);
     }
 
     /// `None` when the command has passed, else why not.
