@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use terra_layout::boot_state::Activated;
 use terra_layout::partition::{is_boot_own_name, BOOT_OWN_NAMES};
 use terra_layout::record::{check_name, BootState, ImageInfo};
 use terra_layout::{Handoff, Metadata, Partition, VersionRecord};
@@ -33,6 +34,9 @@ pub struct Request<'a> {
     pub force: bool,
     /// Layers fetched and unpacked at once.
     pub jobs: usize,
+    /// `--activate`: make the version the default, pending with this many
+    /// tries, in the same metadata replace that records it.
+    pub activate: Option<u32>,
     /// Told at each [`CrashPoint`] (tests stop the install there).
     pub hooks: Arc<dyn Hooks>,
 }
@@ -58,6 +62,14 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         );
     }
     if already_installed(part, req, &name, &image)? {
+        if let Some(tries) = req.activate {
+            // Installed before: activating it is what `terra default` does.
+            let mut meta = Metadata::load(&part.metadata())?;
+            let done = meta.activate(&name, tries)?;
+            meta.store(&part.metadata())?;
+            crate::menu::write(part, &meta)?;
+            log_activated(&meta, &name, done);
+        }
         return Ok(());
     }
     log::info!(
@@ -74,16 +86,38 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         Err(e) => return Err(e),
     };
     let size = record.size;
-    let default = write_record(part, req, &name, record)?;
+    let (meta, activated) = write_record(part, req, &name, record)?;
+    let default = meta.default.as_deref() == Some(name.as_str());
     log::info!(
         "installed version {name}: {} new of {} layers, {:.1} MB, in {:.2} s{}",
         made,
         image.layers.len(),
         size as f64 / 1e6,
         started.elapsed().as_secs_f64(),
-        if default { " (default)" } else { "" }
+        if default && activated.is_none() {
+            " (default)"
+        } else {
+            ""
+        }
     );
+    if let Some(done) = activated {
+        log_activated(&meta, &name, done);
+    }
     Ok(())
+}
+
+/// What `terra default` and `terra install --activate` say they did.
+pub fn log_activated(meta: &Metadata, name: &str, done: Activated) {
+    match done {
+        Activated::Good => log::info!("default version: {name} (good)"),
+        Activated::Ungated => log::info!(
+            "default version: {name} (hands off to another init: no health gate, not counted)"
+        ),
+        Activated::Pending { tries } => log::info!(
+            "default version: {name} (pending, {tries} tries; falls back to {})",
+            meta.fallback.as_deref().unwrap_or("no good version")
+        ),
+    }
 }
 
 /// True when version `name` is installed from this very image already (and
@@ -194,23 +228,30 @@ fn keep_aside_if_replaced(part: &Partition, name: &str, image: &Image) -> Result
 }
 
 /// The record, last (everything it names is on disk), then the boot menu.
-/// Returns whether the version is the default.
+/// With `--activate`, the version is made pending in the same replace: a
+/// crash leaves it either not installed or installed and pending, never
+/// installed but not activated. Returns the metadata written and what
+/// activating did.
 fn write_record(
     part: &Partition,
     req: &Request,
     name: &str,
     record: VersionRecord,
-) -> Result<bool> {
+) -> Result<(Metadata, Option<Activated>)> {
     let mut meta = Metadata::load(&part.metadata())?;
     meta.versions.insert(name.to_string(), record);
-    if meta.default.is_none() {
+    if meta.default.is_none() && req.activate.is_none() {
         meta.default = Some(name.to_string());
     }
+    let activated = match req.activate {
+        Some(tries) => Some(meta.activate(name, tries)?),
+        None => None,
+    };
     req.hooks.reached(CrashPoint::Record);
     meta.store(&part.metadata())?;
     req.hooks.reached(CrashPoint::Menu);
     crate::menu::write(part, &meta)?;
-    Ok(meta.default.as_deref() == Some(name))
+    Ok((meta, activated))
 }
 
 fn lowers_present(part: &Partition, rec: &VersionRecord) -> bool {

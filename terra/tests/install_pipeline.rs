@@ -293,3 +293,42 @@ fn a_crash_between_the_record_and_the_menu_is_repaired_by_the_rerun() {
     let want = terra_grub::render(&p.meta(), &terra_grub::MenuOptions::default());
     assert_eq!(fs::read_to_string(&cfg).unwrap(), want);
 }
+
+#[test]
+fn install_activate_makes_the_version_pending_in_the_same_replace() {
+    let p = Part::new();
+    p.install(&MemSource::new(Image::of(&[base(), top("v1")])), "v1")
+        .unwrap();
+    // v1 has passed its health gate, as stage 2 would have marked it.
+    let mut m = p.meta();
+    m.versions.get_mut("v1").unwrap().boot.good = true;
+    m.store(&p.part.metadata()).unwrap();
+
+    let v2 = MemSource::new(Image::of(&[base(), top("v2")]));
+    p.install_activate(&v2, "v2", 2).unwrap();
+    let m = p.meta();
+    assert_eq!(m.default.as_deref(), Some("v2"));
+    assert_eq!(m.fallback.as_deref(), Some("v1"));
+    assert_eq!(m.versions["v2"].boot.tries_left, Some(2));
+    assert!(!m.versions["v2"].boot.good);
+    let cfg = fs::read_to_string(p.path("boot/grub/grub.cfg")).unwrap();
+    assert!(cfg.contains("Terra v2 (default) [pending]"), "{cfg}");
+
+    // Rolled back, then the same image installed again with --activate:
+    // nothing is fetched, and v2 is pending again with fresh tries.
+    let mut m = p.meta();
+    assert_eq!(m.rollback().unwrap(), "v1");
+    m.store(&p.part.metadata()).unwrap();
+    p.install_activate(&v2, "v2", 3).unwrap();
+    let m = p.meta();
+    assert_eq!(m.default.as_deref(), Some("v2"));
+    assert_eq!(m.fallback.as_deref(), Some("v1"));
+    assert_eq!(m.versions["v2"].boot.tries_left, Some(3));
+
+    // Without --activate an install changes neither default nor fallback.
+    p.install(&MemSource::new(Image::of(&[base(), top("v3")])), "v3")
+        .unwrap();
+    let m = p.meta();
+    assert_eq!(m.default.as_deref(), Some("v2"));
+    assert_eq!(m.fallback.as_deref(), Some("v1"));
+}

@@ -206,6 +206,19 @@ fn a_required_service_that_crashes_at_start_is_abandoned() -> Result<()> {
     )
 }
 
+/// The image's health check command keeps failing: the gate names it and
+/// its exit.
+#[test]
+fn a_failing_health_command_is_abandoned() -> Result<()> {
+    abandoned_within_its_tries(
+        &[(
+            "/etc/terra/health.json",
+            r#"{"timeout": 20, "grace": 2, "command": ["/bin/sh", "-c", "exit 3"]}"#,
+        )],
+        "health command /bin/sh -c exit 3 exited with status 3",
+    )
+}
+
 #[test]
 fn containerd_that_never_becomes_ready_is_abandoned() -> Result<()> {
     abandoned_within_its_tries(

@@ -1,5 +1,6 @@
 //! The health gate: a version is good when containerd and every service the
-//! image marks `required` are ready (and the image's extra sockets answer)
+//! image marks `required` are ready (the image's extra sockets answer, its
+//! check command has exited 0)
 //! and stay so for a grace period, within the gate's timeout. Then stage 2
 //! marks the version good. If the gate fails and the version is on trial
 //! (stage 1 spent a try on this boot), stage 2 records why and reboots in
@@ -10,7 +11,8 @@
 //! The image may tune the gate in `/etc/terra/health.json`:
 //!
 //! ```json
-//! {"timeout": 120, "grace": 10, "sockets": ["/run/my/api.sock"]}
+//! {"timeout": 120, "grace": 10, "sockets": ["/run/my/api.sock"],
+//!  "command": ["/usr/bin/my-check", "--quick"]}
 //! ```
 //!
 //! [`Gate`] is pure (it is fed the time and what is not ready), so every
@@ -42,6 +44,9 @@ pub struct Config {
     /// Further unix sockets that must answer.
     #[serde(default)]
     pub sockets: Vec<PathBuf>,
+    /// A command (argv, the program an absolute path) that must exit 0.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
 }
 
 fn default_timeout() -> u64 {
@@ -58,6 +63,7 @@ impl Default for Config {
             timeout: default_timeout(),
             grace: default_grace(),
             sockets: Vec::new(),
+            command: None,
         }
     }
 }
@@ -80,7 +86,7 @@ pub fn load(path: &Path) -> Config {
         Ok(c) => c,
         Err(e) => {
             log::error!(
-                "health gate: {}: {e} (expected {{\"timeout\": s, \"grace\": s, \"sockets\": [paths]}}); defaults apply",
+                "health gate: {}: {e} (expected {{\"timeout\": s, \"grace\": s, \"sockets\": [paths], \"command\": [argv]}}); defaults apply",
                 path.display()
             );
             Config::default()
@@ -227,6 +233,8 @@ fn update(root: &Path, version: &str, change: impl FnOnce(&mut Metadata) -> bool
         }
     }
 }
+
+pub mod command;
 
 #[cfg(test)]
 mod tests;

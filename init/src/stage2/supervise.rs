@@ -8,23 +8,23 @@
 //! so the restart and back-off decisions are tested with the fake, which
 //! steps time instead of sleeping.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use std::path::PathBuf;
 
 use crate::env::Env;
-use crate::kernel::{Exit, Pid, PowerAction, Reaped, Signal, Spawn, Target};
+use crate::kernel::{Exit, Pid, PowerAction, Reaped, Signal, Target};
 
 use super::health::{self, Verdict};
+use spawn::spawn;
+#[cfg(test)]
+use spawn::tidy;
 
-use super::services::{Restart, ServiceError, Spec};
+pub(in crate::stage2) mod spawn;
+
+use super::services::{Restart, Spec};
 use super::signals::{self, meaning};
 
-/// The PATH services start with (an image sets more through `env`).
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /// First restart delay; doubled after each quick failure up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -65,6 +65,8 @@ pub struct Supervisor<'e, 'k> {
     gate: health::Gate,
     /// The image's extra sockets the gate waits for.
     sockets: Vec<PathBuf>,
+    /// The image's check command the gate waits for.
+    command: Option<health::command::Check>,
     /// Stage 1 spent a try on this boot: a failed gate reboots.
     on_trial: bool,
 }
@@ -89,6 +91,7 @@ impl<'e, 'k> Supervisor<'e, 'k> {
             boot_marked: false,
             gate: health::Gate::new(env.kernel.now(), &cfg),
             sockets: cfg.sockets,
+            command: None,
             on_trial: false,
         }
     }
@@ -97,6 +100,8 @@ impl<'e, 'k> Supervisor<'e, 'k> {
     pub fn with_health(mut self, cfg: health::Config, on_trial: bool) -> Self {
         self.gate = health::Gate::new(self.now(), &cfg);
         self.sockets = cfg.sockets;
+        let now = self.now();
+        self.command = cfg.command.map(|c| health::command::Check::new(c, now));
         self.on_trial = on_trial;
         self
     }
@@ -141,6 +146,9 @@ impl<'e, 'k> Supervisor<'e, 'k> {
         if let Some(g) = self.gate.next_wake(now) {
             wake = wake.min(g);
         }
+        if let Some(c) = self.command.as_ref().and_then(|c| c.next_wake(now)) {
+            wake = wake.min(c);
+        }
         wake
     }
 
@@ -148,8 +156,15 @@ impl<'e, 'k> Supervisor<'e, 'k> {
     /// it failed and asks for a reboot when this boot is a trial.
     fn gate_step(&mut self) -> Option<PowerAction> {
         let now = self.now();
+        if let Some(c) = &mut self.command {
+            c.poll(self.env, now);
+        }
         let not_ready = self.not_ready();
-        match self.gate.observe(now, &not_ready) {
+        let verdict = self.gate.observe(now, &not_ready);
+        if let (Some(c), false) = (&mut self.command, verdict == Verdict::Waiting) {
+            c.stop(self.env);
+        }
+        match verdict {
             Verdict::Waiting => None,
             Verdict::Passed => {
                 log::info!(
@@ -198,6 +213,9 @@ impl<'e, 'k> Supervisor<'e, 'k> {
                 out.push(format!("{} does not answer", sock.display()));
             }
         }
+        if let Some(why) = self.command.as_ref().and_then(|c| c.not_ready()) {
+            out.push(why.to_string());
+        }
         out
     }
 
@@ -226,7 +244,7 @@ impl<'e, 'k> Supervisor<'e, 'k> {
         let (env, now) = (self.env, self.now());
         let s = &mut self.services[i];
         s.starts += 1;
-        match spawn(env, &s.spec) {
+        match spawn(env, &s.spec.name, &s.spec.argv, &s.spec.env) {
             Ok(pid) => {
                 log::info!(
                     "started {} (pid {pid}): {} (uptime {:.3} s)",
@@ -291,6 +309,11 @@ impl<'e, 'k> Supervisor<'e, 'k> {
 
     fn ended(&mut self, pid: Pid, exit: Exit) {
         let now = self.now();
+        if let Some(c) = &mut self.command {
+            if c.ended(pid, exit, now) {
+                return;
+            }
+        }
         let (why, failed) = (exit.to_string(), exit.failed());
         let Some(s) = self
             .services
@@ -418,70 +441,6 @@ fn signal_group(env: &Env, pid: Pid, sig: Signal) {
     if env.kernel.kill(Target::Group(pid), sig).is_err() {
         let _ = env.kernel.kill(Target::Process(pid), sig);
     }
-}
-
-/// Starts a service (in its own process group, stdin from /dev/null, see
-/// `Kernel::spawn`) and forwards its output lines to the log (console and
-/// kmsg) from a thread of its own.
-fn spawn(env: &Env, spec: &Spec) -> Result<Pid, ServiceError> {
-    let mut vars = BTreeMap::from([
-        ("PATH".to_string(), DEFAULT_PATH.to_string()),
-        ("HOME".to_string(), "/".to_string()),
-    ]);
-    vars.extend(spec.env.clone());
-    let cmd = Spawn {
-        argv: spec.argv.clone(),
-        env: vars,
-        cwd: env.paths.root.clone(),
-    };
-    let spawned = env
-        .kernel
-        .spawn(&cmd)
-        .map_err(|source| ServiceError::Spawn {
-            program: spec.argv.first().cloned().unwrap_or_default(),
-            source,
-        })?;
-    if let Some(output) = spawned.output {
-        let name = spec.name.clone();
-        let reader = std::thread::Builder::new()
-            .name(format!("out-{name}"))
-            .spawn(move || forward(&name, output));
-        if let Err(e) = reader {
-            log::error!(
-                "{}: no thread for its output ({e}); it goes nowhere",
-                spec.name
-            );
-        }
-    }
-    Ok(spawned.pid)
-}
-
-/// Logs each line a service writes, prefixed with its name.
-fn forward(name: &str, output: File) {
-    let reader = BufReader::new(output);
-    for line in reader.split(b'\n') {
-        match line {
-            Ok(bytes) => {
-                let text = String::from_utf8_lossy(&bytes);
-                log::info!("{name}: {}", tidy(text.trim_end()));
-            }
-            Err(e) => {
-                log::warn!("{name}: reading its output: {e}");
-                return;
-            }
-        }
-    }
-}
-
-/// Drops the `time="…" ` field that logrus (containerd, runc) puts first:
-/// the log has its own timestamps.
-fn tidy(line: &str) -> &str {
-    if let Some(rest) = line.strip_prefix("time=\"") {
-        if let Some((_, after)) = rest.split_once("\" ") {
-            return after;
-        }
-    }
-    line
 }
 
 #[cfg(test)]

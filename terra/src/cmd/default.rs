@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use terra_layout::boot_state::{Activated, DEFAULT_TRIES};
+use terra_layout::boot_state::DEFAULT_TRIES;
 use terra_layout::Metadata;
 
 use super::Global;
@@ -25,17 +25,6 @@ pub fn run(g: &Global, a: DefaultArgs) -> Result<()> {
     let done = meta.activate(&a.name, a.tries)?;
     meta.store(&path)?;
     crate::menu::write(&target.part, &meta).context("rewriting the boot menu")?;
-    match done {
-        Activated::Good => log::info!("default version: {} (good)", a.name),
-        Activated::Ungated => log::info!(
-            "default version: {} (hands off to another init: no health gate, not counted)",
-            a.name
-        ),
-        Activated::Pending { tries } => log::info!(
-            "default version: {} (pending, {tries} tries; falls back to {})",
-            a.name,
-            meta.fallback.as_deref().unwrap_or("no good version")
-        ),
-    }
+    crate::install::log_activated(&meta, &a.name, done);
     Ok(())
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use clap::Args;
+use terra_layout::boot_state::DEFAULT_TRIES;
 use terra_layout::Handoff;
 
 use super::source::RegistryArgs;
@@ -40,6 +41,16 @@ pub struct InstallArgs {
     /// Layers fetched and unpacked at once.
     #[arg(long, short = 'j', default_value_t = default_jobs())]
     pub jobs: usize,
+    /// Make the installed version the default, as `terra default NAME`
+    /// does: pending until it passes the health gate, the current good
+    /// default kept as the fallback.
+    #[arg(long)]
+    pub activate: bool,
+    /// With --activate: boots the version gets to pass the health gate
+    /// (default 3).
+    #[arg(long, value_name = "N", requires = "activate",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub tries: Option<u32>,
 }
 
 fn default_jobs() -> usize {
@@ -72,6 +83,7 @@ pub fn run(g: &Global, a: InstallArgs, hooks: Arc<dyn Hooks>) -> Result<()> {
             handoff,
             force: a.force,
             jobs: a.jobs,
+            activate: a.activate.then(|| a.tries.unwrap_or(DEFAULT_TRIES)),
             hooks,
         },
     )

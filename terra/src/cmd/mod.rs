@@ -137,6 +137,15 @@ mod tests {
                 == 2
         );
         assert!(Cli::try_parse_from(["terra", "remove"]).is_err());
+        // --tries belongs to --activate, and is at least 1.
+        let c = Cli::try_parse_from(["terra", "install", "--activate", "--tries", "2", "os:v2"]);
+        assert!(matches!(c.unwrap().command,
+            Command::Install(ref i) if i.activate && i.tries == Some(2)));
+        assert!(Cli::try_parse_from(["terra", "install", "--tries", "2", "os:v2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["terra", "install", "--activate", "--tries", "0", "os:v2"])
+                .is_err()
+        );
         // Both commands that read an image take the same registry options.
         for cmd in ["install", "unpack"] {
             let mut args = vec!["terra", cmd, "mirror:5000/os:v1"];

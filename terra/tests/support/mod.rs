@@ -292,6 +292,22 @@ impl Part {
 
     /// Installs `src` as version `name`, with `hooks`.
     pub fn install_with(&self, src: &MemSource, name: &str, hooks: Arc<dyn Hooks>) -> Result<()> {
+        self.install_full(src, name, None, hooks)
+    }
+
+    /// Installs `src` as version `name`, activated with `tries` as
+    /// `terra install --activate --tries N` does.
+    pub fn install_activate(&self, src: &MemSource, name: &str, tries: u32) -> Result<()> {
+        self.install_full(src, name, Some(tries), Arc::new(NoHooks))
+    }
+
+    fn install_full(
+        &self,
+        src: &MemSource,
+        name: &str,
+        activate: Option<u32>,
+        hooks: Arc<dyn Hooks>,
+    ) -> Result<()> {
         terra::install::install(
             &self.part,
             &Request {
@@ -302,6 +318,7 @@ impl Part {
                 handoff: Handoff::Supervise,
                 force: false,
                 jobs: 1,
+                activate,
                 hooks,
             },
         )

@@ -58,6 +58,7 @@ fn cfg(timeout: u64, grace: u64) -> Config {
         timeout,
         grace,
         sockets: Vec::new(),
+        command: None,
     }
 }
 
@@ -137,8 +138,14 @@ fn settings_come_from_the_image_or_default() {
         Config {
             timeout: 20,
             grace: 10,
-            sockets: vec!["/run/a.sock".into()]
+            sockets: vec!["/run/a.sock".into()],
+            command: None,
         }
+    );
+    std::fs::write(&p, r#"{"command": ["/bin/check", "-q"]}"#).unwrap();
+    assert_eq!(
+        load(&p).command,
+        Some(vec!["/bin/check".to_string(), "-q".to_string()])
     );
     std::fs::write(&p, r#"{"timeout": "soon"}"#).unwrap();
     assert_eq!(load(&p), Config::default());

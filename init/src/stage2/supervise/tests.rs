@@ -131,7 +131,7 @@ fn a_program_that_cannot_start_is_an_error_naming_it_and_waits_for_a_restart() {
     let k = Fake::failing(&["spawn /nonexistent/bin/x"]);
     let env = env(&k, Path::new("/nonexistent"));
     let gone = spec("gone", r#"{"argv":["/nonexistent/bin/x"]}"#);
-    let err = spawn(&env, &gone).unwrap_err();
+    let err = spawn(&env, &gone.name, &gone.argv, &gone.env).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/bin/x"), "{err}");
     let mut sup = Supervisor::new(&env, vec![gone], "v".into());
     sup.start(0);
@@ -259,6 +259,7 @@ fn a_trial_whose_containerd_never_answers_reboots_with_the_reason_recorded() {
         timeout: 30,
         grace: 5,
         sockets: Vec::new(),
+        command: None,
     };
     let mut sup = Supervisor::new(&env, vec![containerd(None)], "v1".into()).with_health(cfg, true);
     assert_eq!(sup.run(), PowerAction::Reboot);
@@ -291,6 +292,7 @@ fn a_failed_gate_off_trial_stays_up() {
         timeout: 30,
         grace: 5,
         sockets: Vec::new(),
+        command: None,
     };
     let mut sup =
         Supervisor::new(&env, vec![containerd(None)], "v1".into()).with_health(cfg, false);
@@ -336,6 +338,7 @@ fn required_services_and_sockets_are_gated_others_are_not() {
             timeout: 30,
             grace: 5,
             sockets: socket.map(|s| vec![s.into()]).unwrap_or_default(),
+            command: None,
         };
         let mut sup = Supervisor::new(&env, vec![containerd(None), crash], "v1".into())
             .with_health(cfg, true);
@@ -419,3 +422,5 @@ fn shuts_down_dependents_first_then_the_rest_then_the_disks() {
     assert!(sup.services.iter().all(|s| s.state == State::Done));
     assert!(k.alive().is_empty());
 }
+
+mod health_command;
