@@ -150,6 +150,33 @@ pub fn disk(image: &Path) -> Result<PathBuf> {
     Ok(image.to_path_buf())
 }
 
+/// The boot records on the disk, read without mounting (debugfs).
+pub fn records(disk: &Path) -> Result<terra_layout::Metadata> {
+    let text = crate::disk::debugfs(disk, "cat /ov/metadata.db")?;
+    Ok(terra_layout::Metadata::parse(&text)?)
+}
+
+/// After a power cut: `e2fsck -fp` (replays the journal, fixes only what a
+/// crash may leave), then `e2fsck -fn` must find nothing.
+pub fn replay_and_check(disk: &Path) -> Result<()> {
+    let out = Command::new("e2fsck").arg("-fp").arg(disk).output()?;
+    anyhow::ensure!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "e2fsck -fp ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new("e2fsck").arg("-fn").arg(disk).output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "e2fsck -fn after the replay ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    Ok(())
+}
+
 /// Checks that the ext4 filesystem in `image` was left clean: `e2fsck -fn`
 /// finds nothing and no journal needs replaying. Returns e2fsck's report.
 pub fn fsck_clean(image: &Path) -> Result<String> {

@@ -23,7 +23,7 @@ use terra_qemu::qmp::Qmp;
 use terra_qemu::Vm;
 use terra_tests::boot::{tail, Scenario};
 use terra_tests::initramfs::Flavor;
-use terra_tests::osimage;
+use terra_tests::osimage::{self, records, replay_and_check};
 use terra_tests::partition::fake_chain_id;
 
 /// From QEMU's start to the gate's verdict (a 20 s gate in the broken
@@ -102,11 +102,6 @@ fn boot(s: &Scenario, disk: &Path, append: &str) -> Result<(String, End, Vec<Str
     Ok((line, end, console))
 }
 
-fn records(disk: &Path) -> Result<Metadata> {
-    let text = terra_tests::disk::debugfs(disk, "cat /ov/metadata.db")?;
-    Ok(Metadata::parse(&text)?)
-}
-
 /// `terra --device DISK ARGS` as a person would run it from another system.
 fn terra(disk: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(osimage::terra_cli())
@@ -119,6 +114,21 @@ fn terra(disk: &Path, args: &[&str]) -> Result<String> {
         bail!("terra {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The boot ended on v1, which is the default again; v2 is failed with
+/// `reason` in its record, and `terra list` shows `listed`.
+fn v2_failed_v1_kept(disk: &Path, end: End, reason: &str, listed: &str) -> Result<()> {
+    ensure!(end == End::Good, "{end:?}");
+    let m = records(disk)?;
+    ensure!(m.default.as_deref() == Some("v1"), "{m:?}");
+    ensure!(
+        matches!(m.versions["v2"].boot.status(), Status::Failed { reason: r, .. } if r.contains(reason)),
+        "{m:?}"
+    );
+    let list = terra_list(disk)?;
+    ensure!(list.contains(listed), "{list}");
+    Ok(())
 }
 
 fn terra_list(disk: &Path) -> Result<String> {
@@ -247,16 +257,7 @@ fn a_missing_layer_dir_fails_at_once() -> Result<()> {
         "{line}\n{}",
         tail(&c)
     );
-    ensure!(end == End::Good);
-    let m = records(&disk)?;
-    ensure!(m.default.as_deref() == Some("v1"), "{m:?}");
-    ensure!(
-        matches!(m.versions["v2"].boot.status(), Status::Failed { reason, .. } if reason.contains("is missing")),
-        "{m:?}"
-    );
-    let list = terra_list(&disk)?;
-    ensure!(list.contains("is missing"), "{list}");
-    Ok(())
+    v2_failed_v1_kept(&disk, end, "is missing", "is missing")
 }
 
 #[test]
@@ -277,16 +278,12 @@ fn a_missing_handoff_program_fails_before_switching_root() -> Result<()> {
         "{line}\n{}",
         tail(&c)
     );
-    ensure!(end == End::Good);
-    let m = records(&disk)?;
-    ensure!(m.default.as_deref() == Some("v1"), "{m:?}");
-    ensure!(
-        matches!(m.versions["v2"].boot.status(), Status::Failed { reason, .. } if reason.contains("no handoff program")),
-        "{m:?}"
-    );
-    let list = terra_list(&disk)?;
-    ensure!(list.contains("no handoff program /sbin/gone"), "{list}");
-    Ok(())
+    v2_failed_v1_kept(
+        &disk,
+        end,
+        "no handoff program",
+        "no handoff program /sbin/gone",
+    )
 }
 
 #[test]
@@ -351,27 +348,6 @@ fn a_good_new_version_becomes_good_and_stays_the_default() -> Result<()> {
         ensure!(end == End::Good);
         ensure!(records(&disk)? == m, "a good boot changed the records");
     }
-    Ok(())
-}
-
-/// `e2fsck -fp` (replays the journal, fixes only what a crash may leave),
-/// then `e2fsck -fn` must find nothing.
-fn replay_and_check(disk: &Path) -> Result<()> {
-    let out = Command::new("e2fsck").arg("-fp").arg(disk).output()?;
-    ensure!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "e2fsck -fp ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("e2fsck").arg("-fn").arg(disk).output()?;
-    ensure!(
-        out.status.success(),
-        "e2fsck -fn after the replay ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
     Ok(())
 }
 

@@ -7,8 +7,7 @@
 //! command or after it (never torn, never a mix). Then one boot without a
 //! pin ends on a good version.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
@@ -16,7 +15,7 @@ use terra_layout::{Metadata, Partition};
 use terra_qemu::Vm;
 use terra_tests::boot::{tail, Scenario};
 use terra_tests::initramfs::Flavor;
-use terra_tests::osimage;
+use terra_tests::osimage::{self, records, replay_and_check};
 use terra_tests::partition::fake_chain_id;
 
 /// From QEMU's start to the first flip (stage 2 starts the service at
@@ -67,32 +66,6 @@ fn disk(s: &Scenario) -> Result<(PathBuf, Metadata, Metadata)> {
     let image = s.path("disk.img");
     terra_tests::disk::ext4_image(&root, "terra", &image, osimage::DISK_MIB)?;
     Ok((image, rolled_back, pending))
-}
-
-fn records(disk: &Path) -> Result<Metadata> {
-    let text = terra_tests::disk::debugfs(disk, "cat /ov/metadata.db")?;
-    Ok(Metadata::parse(&text)?)
-}
-
-/// `e2fsck -fp` (replays the journal, fixes only what a crash may leave),
-/// then `e2fsck -fn` must find nothing.
-fn replay_and_check(disk: &Path) -> Result<()> {
-    let out = Command::new("e2fsck").arg("-fp").arg(disk).output()?;
-    ensure!(
-        matches!(out.status.code(), Some(0 | 1)),
-        "e2fsck -fp ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("e2fsck").arg("-fn").arg(disk).output()?;
-    ensure!(
-        out.status.success(),
-        "e2fsck -fn after the replay ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout)
-    );
-    Ok(())
 }
 
 #[test]
