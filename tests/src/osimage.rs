@@ -150,6 +150,36 @@ pub fn disk(image: &Path) -> Result<PathBuf> {
     Ok(image.to_path_buf())
 }
 
+/// Random instants for power-cut tests: a small LCG (no crate for 20
+/// numbers), seeded from `TERRA_CUT_SEED` or the clock; the seed is printed
+/// so that a failed run can be replayed.
+pub struct CutInstants(u64);
+
+impl CutInstants {
+    pub fn from_env() -> Self {
+        let seed = std::env::var("TERRA_CUT_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        eprintln!("power cuts: TERRA_CUT_SEED={seed}");
+        Self(seed)
+    }
+
+    /// The next number of milliseconds, below `max_ms`.
+    pub fn next_below(&mut self, max_ms: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % max_ms
+    }
+}
+
 /// The boot records on the disk, read without mounting (debugfs).
 pub fn records(disk: &Path) -> Result<terra_layout::Metadata> {
     let text = crate::disk::debugfs(disk, "cat /ov/metadata.db")?;

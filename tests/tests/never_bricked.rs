@@ -23,7 +23,7 @@ use terra_qemu::qmp::Qmp;
 use terra_qemu::Vm;
 use terra_tests::boot::{tail, Scenario};
 use terra_tests::initramfs::Flavor;
-use terra_tests::osimage::{self, records, replay_and_check};
+use terra_tests::osimage::{self, records, replay_and_check, CutInstants};
 use terra_tests::partition::fake_chain_id;
 
 /// From QEMU's start to the gate's verdict (a 20 s gate in the broken
@@ -366,25 +366,12 @@ fn power_cuts(extra: Option<Files>, tries: u32) -> Result<()> {
         m.store(&part.metadata()).unwrap();
     })?;
     let initrd = s.initramfs(Flavor::Vm)?;
-    // A small LCG (no crate for 20 numbers); the seed is printed to replay.
-    let mut seed: u64 = std::env::var("TERRA_CUT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("power cuts: TERRA_CUT_SEED={seed}");
+    let mut cuts = CutInstants::from_env();
     let mut seen_good = false;
     for round in 0..20 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
         // 1.5 s to 9.5 s after QEMU's start: stage 1 runs at about 2 s,
         // the gate passes at about 6 s.
-        let at = Duration::from_millis(1500 + (seed >> 33) % 8000);
+        let at = Duration::from_millis(1500 + cuts.next_below(8000));
         let cfg = s.vm(&initrd, &[&disk], "osimage.hook=stay").memory_mb(1024);
         let mut vm = Vm::start(&cfg)?;
         std::thread::sleep(at);

@@ -15,7 +15,7 @@ use terra_layout::{Metadata, Partition};
 use terra_qemu::Vm;
 use terra_tests::boot::{tail, Scenario};
 use terra_tests::initramfs::Flavor;
-use terra_tests::osimage::{self, records, replay_and_check};
+use terra_tests::osimage::{self, records, replay_and_check, CutInstants};
 use terra_tests::partition::fake_chain_id;
 
 /// From QEMU's start to the first flip (stage 2 starts the service at
@@ -73,24 +73,11 @@ fn power_cuts_during_terra_default_and_rollback() -> Result<()> {
     let s = Scenario::new()?;
     let (disk, rolled_back, pending) = disk(&s)?;
     let initrd = s.initramfs(Flavor::Vm)?;
-    // A small LCG (no crate for 20 numbers); the seed is printed to replay.
-    let mut seed: u64 = std::env::var("TERRA_CUT_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(1)
-        });
-    eprintln!("power cuts: TERRA_CUT_SEED={seed}");
+    let mut cuts = CutInstants::from_env();
     let (mut old, mut new, mut flips) = (0, 0, 0);
     for round in 0..20 {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
         // Up to 3 s into the loop: several commands, cut anywhere in them.
-        let at = Duration::from_millis((seed >> 33) % 3000);
+        let at = Duration::from_millis(cuts.next_below(3000));
         let cfg = s.vm(&initrd, &[&disk], "terra.version=v1").memory_mb(1024);
         let mut vm = Vm::start(&cfg)?;
         vm.wait_for("terra: flip: FLIP 1 default", BOOT)

@@ -237,4 +237,4 @@ fn update(root: &Path, version: &str, change: impl FnOnce(&mut Metadata) -> bool
 pub mod command;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

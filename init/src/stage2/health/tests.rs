@@ -3,7 +3,9 @@
 use super::*;
 use terra_layout::record::{BootState, Handoff, VersionRecord};
 
-fn record(tries: Option<u32>) -> VersionRecord {
+/// A version record not yet good, with `tries` (shared with the
+/// supervisor's tests).
+pub(crate) fn record(tries: Option<u32>) -> VersionRecord {
     VersionRecord {
         lowers: vec!["ov/snapshots/sha256-a".into()],
         upper: "ov/snapshots/rw-v1/upper".into(),

@@ -9,7 +9,6 @@ use crate::env::Paths;
 use crate::kernel::fake::{Fake, Tick};
 use crate::stage2::health;
 use crate::stage2::services::{containerd, parse, CONTAINERD_SOCKET};
-use terra_layout::record::{BootState, Handoff, VersionRecord};
 use terra_layout::{Metadata, Partition};
 
 fn secs(s: f64) -> Duration {
@@ -47,23 +46,7 @@ fn partition_with_v1(dir: &Path) -> Partition {
     let part = Partition::new(dir);
     std::fs::create_dir_all(dir.join("ov")).unwrap();
     let mut meta = Metadata::default();
-    let rec = VersionRecord {
-        lowers: vec!["ov/snapshots/sha256-a".into()],
-        upper: "ov/snapshots/rw-v1/upper".into(),
-        work: "ov/snapshots/rw-v1/work".into(),
-        handoff: Handoff::Supervise,
-        kernel: None,
-        initrd: None,
-        image: None,
-        installed_at: 1,
-        size: 0,
-        boot: BootState {
-            tries_left: Some(2),
-            good: false,
-            last_failure: None,
-            failed_at: None,
-        },
-    };
+    let rec = crate::stage2::health::tests::record(Some(2));
     meta.versions.insert("v1".into(), rec);
     meta.store(&part.metadata()).unwrap();
     part
