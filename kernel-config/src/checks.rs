@@ -30,10 +30,15 @@ pub struct Check {
     pub config: String,
     /// `y`, `n` ("is not set", or absent), or an exact value.
     pub want: String,
-    /// Alternatives that satisfy this check too, as `NAME=VALUE`
-    /// (e.g. `DEVMEM=n` for `STRICT_DEVMEM=y`).
+    /// Alternatives that satisfy this check too, each `NAME=VALUE` or a
+    /// conjunction `A=x & B=y` (e.g. `DEVMEM=n` for `STRICT_DEVMEM=y`).
     #[serde(default, rename = "or")]
     pub alternatives: Vec<String>,
+    /// Conditions that must hold as well for `config=want` to count, as
+    /// `NAME=VALUE` (kernel-hardening-checker's AND: e.g. `CFI_CLANG=y`
+    /// counts only with `CC_IS_CLANG=y`). Alternatives stand on their own.
+    #[serde(default)]
+    pub also: Vec<String>,
     /// A key of [`CheckList::sources`].
     pub source: String,
     /// Why the source asks for it.
@@ -62,8 +67,18 @@ impl CheckList {
                     c.source
                 );
             }
-            if let Some(alt) = c.alternatives.iter().find(|a| !a.contains('=')) {
-                bail!("check {}: alternative {alt:?} is not NAME=VALUE", c.config);
+            let malformed = |term: &str| !term.contains('=') || term.trim().starts_with('=');
+            if let Some(alt) = c.alternatives.iter().find(|a| a.split('&').any(malformed)) {
+                bail!(
+                    "check {}: alternative {alt:?} is not NAME=VALUE (or A=x & B=y)",
+                    c.config
+                );
+            }
+            if let Some(cond) = c.also.iter().find(|a| malformed(a) || a.contains('&')) {
+                bail!(
+                    "check {}: `also` entry {cond:?} is not NAME=VALUE",
+                    c.config
+                );
             }
         }
         Ok(list)
@@ -99,12 +114,15 @@ pub fn evaluate<'a>(list: &'a CheckList, config: &KernelConfig) -> Vec<Outcome<'
     list.checks
         .iter()
         .map(|check| {
-            let status = if config.satisfies(&check.config, &check.want) {
+            let main = config.satisfies(&check.config, &check.want)
+                && check.also.iter().all(|cond| config.satisfies_all(cond));
+            let status = if main {
                 Status::Met
-            } else if let Some(alt) = check.alternatives.iter().find(|alt| {
-                let (name, want) = alt.split_once('=').unwrap_or((alt, "y"));
-                config.satisfies(name, want)
-            }) {
+            } else if let Some(alt) = check
+                .alternatives
+                .iter()
+                .find(|alt| config.satisfies_all(alt))
+            {
                 Status::MetBy(alt.clone())
             } else {
                 Status::Missed(config.get(&check.config).map(str::to_string))
@@ -209,6 +227,40 @@ required = false
         assert_eq!(score.unexplained, 1);
         assert_eq!(score.stale_exceptions, 0);
         assert_eq!(score.percent(), 50.0);
+    }
+
+    #[test]
+    fn also_conditions_and_conjunctions() {
+        let list = CheckList::parse(
+            r#"
+[sources]
+khc = "https://github.com/a13xp0p0v/kernel-hardening-checker"
+
+[[check]]
+config = "CFI_CLANG"
+want = "y"
+also = ["CC_IS_CLANG=y"]
+source = "khc"
+why = "kCFI"
+
+[[check]]
+config = "UBSAN_SANITIZE_ALL"
+want = "y"
+or = ["UBSAN_BOUNDS=y & UBSAN_SANITIZE_ALL=absent"]
+source = "khc"
+why = "default since 6.9"
+"#,
+        )
+        .unwrap();
+        // CFI_CLANG=y without clang does not count; the alternative holds.
+        let gcc = KernelConfig::parse("CONFIG_CFI_CLANG=y\nCONFIG_UBSAN_BOUNDS=y\n");
+        let met: Vec<bool> = evaluate(&list, &gcc).iter().map(Outcome::met).collect();
+        assert_eq!(met, vec![false, true]);
+        let clang = KernelConfig::parse("CONFIG_CFI_CLANG=y\nCONFIG_CC_IS_CLANG=y\n");
+        let met: Vec<bool> = evaluate(&list, &clang).iter().map(Outcome::met).collect();
+        assert_eq!(met, vec![true, false]);
+        let bad = "[sources]\nk = \"https://x\"\n[[check]]\nconfig = \"A\"\nwant = \"y\"\nor = [\"B=y & C\"]\nsource = \"k\"\nwhy = \"w\"\n";
+        assert!(CheckList::parse(bad).is_err());
     }
 
     #[test]

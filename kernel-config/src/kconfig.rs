@@ -27,13 +27,39 @@ impl KernelConfig {
     }
 
     /// Whether `name` has the wanted value. `n` is also met by an absent
-    /// option: an option that cannot be turned on is off.
+    /// option: an option that cannot be turned on is off. Three forms say
+    /// what kernel-hardening-checker's checks say: `present` (any value,
+    /// "is not set" included), `absent` (this kernel has no such option:
+    /// the public list's "dropped in version X" checks) and `*TEXT*` (a
+    /// string value containing TEXT, e.g. `LSM` containing `lockdown`).
     pub fn satisfies(&self, name: &str, want: &str) -> bool {
-        match (self.get(name), want) {
+        let have = self.get(name);
+        match want {
+            "present" => return have.is_some(),
+            "absent" => return have.is_none(),
+            _ => {}
+        }
+        if let Some(text) = want
+            .strip_prefix('*')
+            .and_then(|w| w.strip_suffix('*'))
+            .filter(|t| !t.is_empty())
+        {
+            return have.is_some_and(|h| h.trim_matches('"').contains(text));
+        }
+        match (have, want) {
             (None, "n") => true,
             (Some(have), want) => have == want,
             (None, _) => false,
         }
+    }
+
+    /// Whether every `NAME=VALUE` of a conjunction `A=x & B=y` holds.
+    pub fn satisfies_all(&self, conjunction: &str) -> bool {
+        conjunction.split('&').all(|term| {
+            let term = term.trim();
+            let (name, want) = term.split_once('=').unwrap_or((term, "y"));
+            self.satisfies(name.trim(), want.trim())
+        })
     }
 
     /// Every option with its value, in name order.
@@ -107,6 +133,20 @@ CONFIG_BROKEN
         assert!(!c.satisfies("DEVMEM", "y"));
         assert!(c.satisfies("MODULES", "n"));
         assert!(!c.satisfies("BUG", "n"));
+    }
+
+    #[test]
+    fn present_absent_contains_and_conjunctions() {
+        let c = KernelConfig::parse(SAMPLE);
+        assert!(c.satisfies("MODULES", "present"));
+        assert!(!c.satisfies("MODULES", "absent"));
+        assert!(c.satisfies("DEVMEM", "absent"));
+        assert!(!c.satisfies("DEVMEM", "present"));
+        assert!(c.satisfies("LSM", "*yama*"));
+        assert!(!c.satisfies("LSM", "*lockdown*"));
+        assert!(!c.satisfies("DEVMEM", "*yama*"));
+        assert!(c.satisfies_all("BUG=y & MODULES=n & LSM=*landlock*"));
+        assert!(!c.satisfies_all("BUG=y & MODULES=y"));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 pub mod checks;
 pub mod kconfig;
+pub mod public;
 
 use std::fmt::Write as _;
 

@@ -4,8 +4,10 @@
 //! the bar with every miss explained. Seconds: no compile.
 
 use anyhow::{ensure, Context, Result};
+use terra_kconfig::checks::evaluate;
 use terra_kconfig::checks::{CheckList, CONTAINERS, KSPP};
 use terra_kconfig::kconfig::{dropped_lines, KernelConfig};
+use terra_kconfig::public::{disagreements, Record, KHC_RECORD};
 use terra_kconfig::{Report, KSPP_BAR};
 use terra_tests::kernel;
 use terra_tests::tools::workspace_root;
@@ -83,5 +85,44 @@ fn checker_report_passes_the_full_config() -> Result<()> {
     ensure!(pass, "{report}");
     ensure!(report.contains("result: PASS"), "{report}");
     ensure!(report.contains("met      CONFIG_WIREGUARD=y"), "{report}");
+    Ok(())
+}
+
+#[test]
+fn our_kspp_checker_and_the_public_list_agree_item_by_item() -> Result<()> {
+    // kernel-hardening-checker's verdict on this config, recorded by
+    // scripts/khc-record: the same items, the same wanted values, the same
+    // verdict on each, hence the same score. A fragment change that flips a
+    // KSPP item fails here until the record is made again.
+    let config = full_config()?;
+    let kspp = CheckList::parse(KSPP)?;
+    let record = Record::parse(KHC_RECORD)?;
+    let outcomes = evaluate(&kspp, &config);
+    let differ = disagreements(&kspp, &outcomes, &record);
+    ensure!(
+        differ.is_empty(),
+        "kspp.toml and {} (commit {}) disagree:\n{}",
+        record.tool,
+        record.commit,
+        differ.join("\n")
+    );
+    let ours = outcomes.iter().filter(|o| o.met()).count();
+    let score = format!("{ours}/{}", outcomes.len());
+    println!("KSPP: ours {score}, {} {}", record.tool, record.score);
+    ensure!(
+        score == record.score,
+        "ours {score}, public {}",
+        record.score
+    );
+    // The record is of this kernel series (the fragment's).
+    let release = std::fs::read_to_string(kernel::config()?)?;
+    ensure!(
+        release.contains(&format!(
+            "Linux/x86_64 {} Kernel Configuration",
+            record.kernel
+        )),
+        "the record is of kernel {}, the config is another",
+        record.kernel
+    );
     Ok(())
 }
