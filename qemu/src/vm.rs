@@ -41,6 +41,9 @@ pub struct VmConfig {
     pub echo: bool,
     /// QEMU's machine type.
     pub machine: Machine,
+    /// More QEMU arguments, added last: other disk interfaces (NVMe, USB),
+    /// NICs (the Terra kernel's driver tests).
+    pub extra_args: Vec<String>,
 }
 
 /// The emulated machine.
@@ -90,6 +93,7 @@ impl VmConfig {
             qmp_dir: None,
             echo: false,
             machine: Machine::default(),
+            extra_args: Vec::new(),
         }
     }
 
@@ -135,6 +139,12 @@ impl VmConfig {
 
     pub fn machine(mut self, machine: Machine) -> Self {
         self.machine = machine;
+        self
+    }
+
+    /// Adds QEMU arguments as they are (after all the others).
+    pub fn extra_args<S: Into<String>>(mut self, args: impl IntoIterator<Item = S>) -> Self {
+        self.extra_args.extend(args.into_iter().map(Into::into));
         self
     }
 
@@ -211,6 +221,7 @@ impl VmConfig {
                 format!("unix:{},server=on,wait=off", sock.display()),
             ]);
         }
+        args.extend(self.extra_args.iter().cloned());
         args
     }
 }

@@ -114,3 +114,61 @@ pub fn initramfs(tools: &Tools, kernel: &TerraKernel, dir: &Path) -> Result<(Pat
     }
     Ok((output, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
+
+/// How the driver tests attach the terra disk: the buses the Terra kernel
+/// must boot from with nothing but itself (no modules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attach {
+    /// An NVMe controller (`nvme`): the disk is `/dev/nvme0n1`.
+    Nvme,
+    /// A USB stick (`usb-storage`) on an xHCI controller: `/dev/sda`.
+    UsbStick,
+}
+
+impl Attach {
+    /// The device node stage 1 finds the partition on.
+    pub fn device(self) -> &'static str {
+        match self {
+            Attach::Nvme => "/dev/nvme0n1",
+            Attach::UsbStick => "/dev/sda",
+        }
+    }
+
+    /// QEMU arguments that attach `disk` this way.
+    pub fn qemu_args(self, disk: &Path) -> Vec<String> {
+        // Commas in QEMU option values are doubled.
+        let file = disk.display().to_string().replace(',', ",,");
+        let drive = format!("file={file},format=raw,if=none,id=terra");
+        let mut args = vec!["-drive".to_string(), drive];
+        match self {
+            Attach::Nvme => args.extend(["-device".into(), "nvme,drive=terra,serial=terra".into()]),
+            Attach::UsbStick => args.extend([
+                "-device".into(),
+                "qemu-xhci,id=xhci".into(),
+                "-device".into(),
+                "usb-storage,bus=xhci.0,drive=terra,removable=on".into(),
+            ]),
+        }
+        args
+    }
+}
+
+/// The NICs the driver test gives a guest, as (QEMU device, the Linux driver
+/// that must bind to it): e1000e (desktops, laptops, QEMU's q35 default) and
+/// virtio-net (VMs and clouds), each on QEMU's user network.
+pub const NICS: [(&str, &str); 2] = [("e1000e", "e1000e"), ("virtio-net-pci", "virtio_net")];
+
+/// QEMU arguments for [`NICS`].
+pub fn nic_args() -> Vec<String> {
+    NICS.iter()
+        .enumerate()
+        .flat_map(|(i, (device, _))| {
+            [
+                "-netdev".to_string(),
+                format!("user,id=net{i}"),
+                "-device".to_string(),
+                format!("{device},netdev=net{i}"),
+            ]
+        })
+        .collect()
+}

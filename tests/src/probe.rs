@@ -7,7 +7,8 @@
 //! `probe.write=WORD` writes WORD to `/probe-marker` (in the version's upper
 //! layer), `probe.vlcwrite=WORD` writes `/var/lib/containerd/from-WORD`,
 //! `probe.devices` makes a null device in the root, in `/var/lib/containerd`
-//! and on the partition, and prints `probe.dev=WHERE:opens|denied` for each.
+//! and on the partition, and prints `probe.dev=WHERE:opens|denied` for each;
+//! `probe.net` prints `probe.net=IFACE:DRIVER` for each network interface.
 
 use std::time::Duration;
 
@@ -46,6 +47,12 @@ for word in $(cat /proc/cmdline); do
         if cat "$n" > /dev/null 2>&1; then r=opens; else r=denied; fi
         rm -f "$n"
         echo "probe.dev=${at%%:*}:$r"
+      done ;;
+    probe.net)
+      # Each network interface and the driver bound to it (none: virtual).
+      for n in /sys/class/net/*; do
+        d=$(readlink "$n/device/driver" 2>/dev/null)
+        echo "probe.net=${n##*/}:${d##*/}"
       done ;;
   esac
 done
