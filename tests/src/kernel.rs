@@ -19,7 +19,7 @@ pub struct TerraKernel {
     pub image: PathBuf,
     /// `dir/config`: the full .config.
     pub config: PathBuf,
-    /// The kernel release, e.g. `6.1.192-terra`.
+    /// The kernel release, e.g. `6.12.117-terra`.
     pub version: String,
     /// `dir/modules`: no modules, only `modules.builtin` (mkinitrd's
     /// `--modules-dir` for this kernel).
@@ -59,7 +59,7 @@ pub fn config() -> Result<PathBuf> {
 }
 
 /// The Terra kernel, built once per test binary (long the first time on a
-/// machine: about 10 minutes on 2 cores; instant from the cache).
+/// machine: 15-25 minutes on 2 busy cores; instant from the cache).
 pub fn kernel() -> Result<&'static TerraKernel> {
     static KERNEL: OnceLock<std::result::Result<TerraKernel, String>> = OnceLock::new();
     KERNEL
