@@ -3,15 +3,20 @@
 //! standard test partition to the handoff: the same scenario as the boot
 //! path's default test (tests/boot.rs); and with no modules it finds the
 //! hardware of real machines: NICs (e1000e, virtio-net) and the partition on
-//! an NVMe disk in one boot, on a USB stick (xHCI, usb-storage) in another.
+//! an NVMe disk in one boot, on a USB stick (xHCI, usb-storage) in another;
+//! and it runs stage 2 on Terra's real OS image: containerd answers and runs
+//! a container (the stage 2 scenario of tests/stage2.rs).
 //! The first run on a machine compiles the kernel (15-25 minutes on 2
 //! busy cores); later runs take it from the cache.
 
+use std::time::Duration;
+
 use anyhow::{ensure, Result};
+use terra_qemu::Vm;
 use terra_tests::boot::{boot_probe, check_default_boot, lines_with, tail, Scenario};
 use terra_tests::kernel::{self, Attach, NICS};
-use terra_tests::partition;
 use terra_tests::probe::Report;
+use terra_tests::{osimage, partition};
 
 #[test]
 fn terra_kernel_boots_the_default_version_to_the_handoff() -> Result<()> {
@@ -124,5 +129,59 @@ fn terra_kernel_boots_from_a_usb_stick_on_xhci() -> Result<()> {
             .any(|l| l.contains("USB Mass Storage device detected")),
         "usb-storage did not take the stick:\n{t}"
     );
+    Ok(())
+}
+
+#[test]
+fn terra_kernel_runs_stage_2_containerd_and_a_container() -> Result<()> {
+    // The image's test hook `basic` (osimage/rootfs): ctr version, import and
+    // run a busybox image, report the container host's mounts, power off.
+    const HOOK: &str = "terra: hook: TERRA-HOOK ";
+    let wait = Duration::from_secs(240);
+    let s = Scenario::new()?;
+    let k = kernel::kernel()?;
+    let disk = osimage::disk(&s.path("disk.img"))?;
+    let (initrd, _) = kernel::initramfs(s.tools, k, s.dir.path())?;
+    let cfg = s
+        .vm_on(&k.image, &initrd, &[&disk], "osimage.hook=basic")
+        .memory_mb(1024);
+    let mut vm = Vm::start(&cfg)?;
+    vm.wait_for("terra: containerd is ready", wait)?;
+    vm.wait_for(&format!("{HOOK}poweroff"), wait)?;
+    vm.wait_for("terra: powering off", Duration::from_secs(60))?;
+    vm.expect_poweroff(Duration::from_secs(30))?;
+    let c = vm.console.lines();
+    let t = tail(&c);
+    let marker = |name: &str| {
+        let prefix = format!("{HOOK}{name}=");
+        c.iter()
+            .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_string))
+    };
+    ensure!(
+        c.iter()
+            .any(|l| l.contains(&format!("Linux version {} ", k.version))),
+        "not the Terra kernel:\n{t}"
+    );
+    ensure!(
+        c.iter()
+            .any(|l| l == "terra: hook: Hello from a container on Terra"),
+        "no line from the container:\n{t}"
+    );
+    ensure!(marker("container-exit").as_deref() == Some("0"), "{t}");
+    ensure!(marker("cgroup2").as_deref() == Some("yes"), "{t}");
+    ensure!(marker("lo").as_deref() == Some("up"), "{t}");
+    for m in [
+        "/dev/pts",
+        "/dev/mqueue",
+        "/sys/kernel/security",
+        "/sys/fs/bpf",
+    ] {
+        ensure!(
+            c.iter()
+                .any(|l| l.contains(&format!("TERRA-HOOK mounted={m}"))),
+            "{m} is not mounted:\n{t}"
+        );
+    }
+    osimage::fsck_clean(&disk)?;
     Ok(())
 }
