@@ -76,6 +76,7 @@ pub fn spawn(cmd: &Spawn) -> io::Result<Spawned> {
             .stdout(Stdio::from(write))
             .stderr(Stdio::from(write2))
             .process_group(0);
+        crate::sys::clean_signal_mask(&mut c);
         c.spawn()?
         // `c` is dropped here, closing our copies of the pipe's write end,
         // so the reader sees EOF when the service (and its children) end.
@@ -93,8 +94,8 @@ pub fn spawn(cmd: &Spawn) -> io::Result<Spawned> {
 /// Blocks `signals` (so none is lost, and so the kernel queues them for
 /// PID 1 even without a handler: signal(7), a blocked signal is never
 /// discarded as ignored) and opens the signalfd they are read from.
-/// Threads started later inherit the mask; services get a clean one (std's
-/// `Command` resets it in the child).
+/// Threads started later inherit the mask; services get a clean one
+/// ([`crate::sys::clean_signal_mask`]).
 pub fn block_signals(signals: &[Signal]) -> io::Result<()> {
     let mut mask = SigSet::empty();
     for s in signals {
@@ -168,6 +169,34 @@ mod tests {
             WaitStatus::Exited(p, 3) => assert_eq!(p.as_raw(), s.pid.0),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// PID 1 blocks the signals it reads from its signalfd; a service must
+    /// not inherit that mask, or SIGTERM at shutdown never reaches a
+    /// program that does not unblock it itself (terra metrics did not).
+    #[test]
+    fn services_start_with_no_signal_blocked() {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.add(Signal::SIGUSR1);
+        // This test's thread only: spawn forks from it.
+        mask.thread_block().unwrap();
+        let cmd = Spawn {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "grep SigBlk /proc/self/status".into(),
+            ],
+            env: Default::default(),
+            cwd: "/".into(),
+        };
+        let s = spawn(&cmd);
+        mask.thread_unblock().unwrap();
+        let s = s.unwrap();
+        let mut out = String::new();
+        s.output.unwrap().read_to_string(&mut out).unwrap();
+        waitpid(nix_pid(s.pid), None).unwrap();
+        assert_eq!(out, "SigBlk:\t0000000000000000\n");
     }
 
     #[test]
