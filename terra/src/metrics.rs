@@ -235,7 +235,9 @@ fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
             .collect();
         let _ = write!(out, "{{{}}}", l.join(","));
     }
-    let _ = writeln!(out, " {value}");
+    // Microseconds are plenty, and keep 0.02968 from printing as
+    // 0.029679999999999998.
+    let _ = writeln!(out, " {}", (value * 1e6).round() / 1e6);
 }
 
 /// Label values escape backslash, double quote and newline (the text format).
