@@ -171,34 +171,6 @@ mod tests {
         }
     }
 
-    /// PID 1 blocks the signals it reads from its signalfd; a service must
-    /// not inherit that mask, or SIGTERM at shutdown never reaches a
-    /// program that does not unblock it itself (terra metrics did not).
-    #[test]
-    fn services_start_with_no_signal_blocked() {
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGTERM);
-        mask.add(Signal::SIGUSR1);
-        // This test's thread only: spawn forks from it.
-        mask.thread_block().unwrap();
-        let cmd = Spawn {
-            argv: vec![
-                "/bin/sh".into(),
-                "-c".into(),
-                "grep SigBlk /proc/self/status".into(),
-            ],
-            env: Default::default(),
-            cwd: "/".into(),
-        };
-        let s = spawn(&cmd);
-        mask.thread_unblock().unwrap();
-        let s = s.unwrap();
-        let mut out = String::new();
-        s.output.unwrap().read_to_string(&mut out).unwrap();
-        waitpid(nix_pid(s.pid), None).unwrap();
-        assert_eq!(out, "SigBlk:\t0000000000000000\n");
-    }
-
     #[test]
     fn a_missing_program_is_an_error() {
         let cmd = Spawn {
