@@ -149,6 +149,20 @@ mod tests {
             Cli::try_parse_from(["terra", "install", "--activate", "--tries", "0", "os:v2"])
                 .is_err()
         );
+        // metrics: --every needs --textfile, and at least 1 s.
+        let c = Cli::try_parse_from([
+            "terra",
+            "metrics",
+            "--textfile",
+            "/run/x.prom",
+            "--every",
+            "5",
+        ]);
+        assert!(matches!(c.unwrap().command, Command::Metrics(ref m) if m.every == Some(5)));
+        assert!(Cli::try_parse_from(["terra", "metrics", "--every", "5"]).is_err());
+        assert!(
+            Cli::try_parse_from(["terra", "metrics", "--textfile", "/x", "--every", "0"]).is_err()
+        );
         // Both commands that read an image take the same registry options.
         for cmd in ["install", "unpack"] {
             let mut args = vec!["terra", cmd, "mirror:5000/os:v1"];
