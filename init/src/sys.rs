@@ -1,5 +1,5 @@
 //! The only `unsafe` in terra-init, each block with its reason: preparing
-//! the rescue shell's process between fork and exec, and the two interface
+//! the rescue shell's and the services' processes between fork and exec, and the two interface
 //! ioctls that bring a network link up (nix has no safe wrapper for them).
 //! The workspace denies `unsafe_code`; each item here that needs it says so
 //! on its own, so nothing else in this module can slip in unnoticed.
@@ -30,6 +30,29 @@ pub fn console_command(path: &Path) -> Command {
         });
     }
     cmd
+}
+
+/// Makes the child of `cmd` start with no signal blocked. PID 1 blocks the
+/// signals it reads from its signalfd, and a child inherits the mask; std's
+/// `Command` is documented to reset it, yet the services of the static init
+/// under QEMU started with stage 2's mask (terra metrics then ignored the
+/// SIGTERM of shutdown), so the reset is made here, explicitly.
+#[allow(unsafe_code)]
+pub fn clean_signal_mask(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: sigemptyset(3) and
+    // pthread_sigmask(3) (sigprocmask(2)) are; nothing is allocated and no
+    // lock is taken.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            libc::sigemptyset(set.as_mut_ptr());
+            match libc::pthread_sigmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) {
+                0 => Ok(()),
+                e => Err(io::Error::from_raw_os_error(e)),
+            }
+        });
+    }
 }
 
 nix::ioctl_read_bad!(get_flags, libc::SIOCGIFFLAGS, libc::ifreq);

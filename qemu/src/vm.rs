@@ -44,6 +44,10 @@ pub struct VmConfig {
     /// More QEMU arguments, added last: other disk interfaces (NVMe, USB),
     /// NICs (the Terra kernel's driver tests).
     pub extra_args: Vec<String>,
+    /// A virtio NIC on QEMU's user network (the guest is 10.0.2.15, the
+    /// host's loopback is 10.0.2.2), with these TCP forwards from the host's
+    /// 127.0.0.1:HOST to the guest's port: `(host, guest)`.
+    pub user_net: Option<Vec<(u16, u16)>>,
 }
 
 /// The emulated machine.
@@ -94,6 +98,7 @@ impl VmConfig {
             echo: false,
             machine: Machine::default(),
             extra_args: Vec::new(),
+            user_net: None,
         }
     }
 
@@ -134,6 +139,13 @@ impl VmConfig {
 
     pub fn echo(mut self, on: bool) -> Self {
         self.echo = on;
+        self
+    }
+
+    /// A NIC on QEMU's user network, with `(host, guest)` TCP forwards
+    /// (the host side on 127.0.0.1 only).
+    pub fn user_net(mut self, forwards: &[(u16, u16)]) -> Self {
+        self.user_net = Some(forwards.to_vec());
         self
     }
 
@@ -201,6 +213,18 @@ impl VmConfig {
                 ),
                 "-device".into(),
                 format!("virtio-blk-pci,drive=disk{i}"),
+            ]);
+        }
+        if let Some(forwards) = &self.user_net {
+            let mut netdev = "user,id=net0".to_string();
+            for (host, guest) in forwards {
+                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            args.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                "virtio-net-pci,netdev=net0".into(),
             ]);
         }
         if let Some(sock) = self.qmp_socket() {

@@ -17,6 +17,7 @@
 //!   and [`lowers`] (paths through symlinks of lower layers).
 //! - [`snapshot`]: the snapshot store (one unpacked layer each).
 //! - [`install`]: the orchestrator; the version record last.
+//! - [`metrics`]: Terra's figures for the node exporter (`terra metrics`).
 //! - [`cmd`]: the command line.
 
 // The layer unpacker's parts (docs/layers.md), used by `unpack` and
@@ -34,6 +35,7 @@ pub mod image;
 pub mod install;
 pub mod logger;
 pub mod menu;
+pub mod metrics;
 pub mod mounts;
 pub mod progress;
 pub mod reference;

@@ -5,6 +5,7 @@
 //! what the benchmarks print ([`stats`]).
 
 pub mod boot;
+pub mod buildah;
 pub mod disk;
 pub mod grubdisk;
 pub mod initramfs;
@@ -15,6 +16,7 @@ pub mod osimage;
 pub mod partition;
 pub mod probe;
 pub mod registry;
+pub mod services;
 pub mod stats;
 pub mod tools;
 pub mod treediff;

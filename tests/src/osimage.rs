@@ -29,7 +29,7 @@ pub struct OsImage {
     pub layers: Vec<PathBuf>,
 }
 
-/// Size of the test disks: the image's layers are about 130 MB.
+/// Size of the test disks: the image's layers are about 180 MB.
 pub const DISK_MIB: u64 = 512;
 
 /// The `terra` CLI put into the image (`TERRA_CLI` overrides).

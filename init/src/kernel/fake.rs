@@ -77,6 +77,8 @@ pub struct Fake {
     pub magic: HashMap<PathBuf, u64>,
     /// The sockets that accept connections.
     pub listening: HashSet<PathBuf>,
+    /// The TCP addresses that accept connections.
+    pub listening_tcp: HashSet<std::net::SocketAddr>,
     /// Processes that ignore SIGTERM.
     pub stubborn: HashSet<Pid>,
     pub ticks: Mutex<VecDeque<Tick>>,
@@ -97,6 +99,7 @@ impl Default for Fake {
             devices: HashMap::new(),
             magic: HashMap::new(),
             listening: HashSet::new(),
+            listening_tcp: HashSet::new(),
             stubborn: HashSet::new(),
             ticks: Mutex::new(VecDeque::new()),
             procs: Mutex::new(Procs {
@@ -273,6 +276,16 @@ impl Kernel for Fake {
     }
     fn connects(&self, socket: &Path) -> bool {
         self.listening.contains(socket)
+    }
+    fn connects_tcp(&self, addr: std::net::SocketAddr) -> bool {
+        self.listening_tcp.contains(&addr)
+    }
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        self.record(format!(
+            "write {} {}",
+            path.display(),
+            String::from_utf8_lossy(data).trim_end()
+        ))
     }
     /// Not recorded: the shutdown tests compare the calls that change things.
     fn kernel_log(&self, _kmsg: &Path) -> io::Result<String> {

@@ -218,6 +218,11 @@ pub trait Kernel: Sync {
     fn spawn(&self, cmd: &Spawn) -> io::Result<Spawned>;
     /// Whether a unix socket accepts a connection (a service's ready check).
     fn connects(&self, socket: &Path) -> bool;
+    /// Whether a TCP address accepts a connection (a service's ready check).
+    fn connects_tcp(&self, addr: std::net::SocketAddr) -> bool;
+    /// Replaces the file at `path` with `data` (write a temporary file, then
+    /// rename): stage 2's records under `/run/terra` for other programs.
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()>;
     /// The kernel log as text, one `[seconds] message` line a record: every
     /// record `kmsg` (`/dev/kmsg`) still holds, read without waiting.
     fn kernel_log(&self, kmsg: &Path) -> io::Result<String>;

@@ -17,11 +17,14 @@
 //! starts once each named one is ready); `restart` is `always` (default),
 //! `on-failure` or `never`. `required` (default false) puts the service in
 //! the health gate ([`super::health`]): the version is good only once it is
-//! ready; containerd is always required. A file named `containerd.json`
+//! ready; containerd is always required. `ready` is `{"socket": PATH}` (a
+//! unix socket) or `{"tcp": "ADDR:PORT"}` (a TCP listener, such as the node
+//! exporter's `127.0.0.1:9100`). A file named `containerd.json`
 //! replaces the built-in containerd. A bad file is logged and skipped.
 
 use std::collections::BTreeMap;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -66,12 +69,25 @@ pub enum Restart {
     Never,
 }
 
-/// How to tell that a service is ready (its dependents may start).
+/// How to tell that a service is ready (its dependents may start): one
+/// key, `{"socket": PATH}` or `{"tcp": "ADDR:PORT"}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Ready {
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Ready {
     /// A unix socket that accepts connections.
-    pub socket: PathBuf,
+    Socket(PathBuf),
+    /// A TCP address that accepts connections (services that serve on a
+    /// port only, such as the node exporter).
+    Tcp(SocketAddr),
+}
+
+impl std::fmt::Display for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ready::Socket(p) => write!(f, "{}", p.display()),
+            Ready::Tcp(a) => write!(f, "tcp {a}"),
+        }
+    }
 }
 
 /// One service, as declared.
@@ -119,9 +135,7 @@ pub fn containerd(config: Option<&Path>) -> Spec {
         env: BTreeMap::new(),
         after: Vec::new(),
         restart: Restart::Always,
-        ready: Some(Ready {
-            socket: PathBuf::from(CONTAINERD_SOCKET),
-        }),
+        ready: Some(Ready::Socket(PathBuf::from(CONTAINERD_SOCKET))),
         required: true,
         stop_timeout: default_stop_timeout(),
     }
@@ -283,8 +297,13 @@ mod tests {
         assert_eq!(s.env.get("A").map(String::as_str), Some("1"));
         assert!(s.after.is_empty());
         assert_eq!(s.restart, Restart::OnFailure);
-        assert_eq!(s.ready.unwrap().socket, PathBuf::from("/run/e.sock"));
+        assert_eq!(s.ready, Some(Ready::Socket(PathBuf::from("/run/e.sock"))));
         assert_eq!(s.stop_timeout, 3);
+        let s = parse("n", r#"{"argv":["/n"],"ready":{"tcp":"127.0.0.1:9100"}}"#).unwrap();
+        assert_eq!(s.ready, Some(Ready::Tcp(([127, 0, 0, 1], 9100).into())));
+        // One check, of a known kind.
+        assert!(parse("n", r#"{"argv":["/n"],"ready":{"http":"x"}}"#).is_err());
+        assert!(parse("n", r#"{"argv":["/n"],"ready":{"tcp":"localhost"}}"#).is_err());
     }
 
     #[test]

@@ -20,9 +20,10 @@ use spawn::spawn;
 #[cfg(test)]
 use spawn::tidy;
 
+mod ready;
 pub(in crate::stage2) mod spawn;
 
-use super::services::{Restart, Spec};
+use super::services::{Ready, Restart, Spec};
 use super::signals::{self, meaning};
 
 /// First restart delay; doubled after each quick failure up to `MAX_BACKOFF`.
@@ -255,6 +256,9 @@ impl<'e, 'k> Supervisor<'e, 'k> {
                 s.state = State::Running { pid, since: now };
                 // Without a ready check a service is ready once started.
                 s.ready = s.spec.ready.is_none();
+                if s.ready {
+                    ready::record(env, &s.spec.name, Duration::ZERO);
+                }
             }
             Err(e) => {
                 log::error!("starting {}: {}", s.spec.name, super::chain(&e));
@@ -277,16 +281,21 @@ impl<'e, 'k> Supervisor<'e, 'k> {
             else {
                 continue;
             };
-            if env.kernel.connects(&ready.socket) {
+            let answers = match ready {
+                Ready::Socket(path) => env.kernel.connects(path),
+                Ready::Tcp(addr) => env.kernel.connects_tcp(*addr),
+            };
+            if answers {
                 s.ready = true;
                 any = true;
+                let took = now.saturating_duration_since(since);
                 log::info!(
-                    "{} is ready: {} answers, {} ms after start (uptime {:.3} s)",
+                    "{} is ready: {ready} answers, {} ms after start (uptime {:.3} s)",
                     s.spec.name,
-                    ready.socket.display(),
-                    now.saturating_duration_since(since).as_millis(),
+                    took.as_millis(),
                     super::secs(env.kernel.uptime())
                 );
+                ready::record(env, &s.spec.name, took);
             }
         }
         any

@@ -5,6 +5,7 @@ mod gc;
 mod install;
 mod list;
 mod logs;
+mod metrics;
 mod power;
 mod remove;
 mod rollback;
@@ -80,6 +81,7 @@ pub enum Command {
     Install(install::InstallArgs),
     List(list::ListArgs),
     Logs(logs::LogsArgs),
+    Metrics(metrics::MetricsArgs),
     Default(default::DefaultArgs),
     Remove(remove::RemoveArgs),
     Rollback(rollback::RollbackArgs),
@@ -97,6 +99,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Install(a) => install::run(g, a, hooks),
         Command::List(a) => list::run(g, a),
         Command::Logs(a) => logs::run(g, a),
+        Command::Metrics(a) => metrics::run(g, a),
         Command::Default(a) => default::run(g, a),
         Command::Remove(a) => remove::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
@@ -145,6 +148,20 @@ mod tests {
         assert!(
             Cli::try_parse_from(["terra", "install", "--activate", "--tries", "0", "os:v2"])
                 .is_err()
+        );
+        // metrics: --every needs --textfile, and at least 1 s.
+        let c = Cli::try_parse_from([
+            "terra",
+            "metrics",
+            "--textfile",
+            "/run/x.prom",
+            "--every",
+            "5",
+        ]);
+        assert!(matches!(c.unwrap().command, Command::Metrics(ref m) if m.every == Some(5)));
+        assert!(Cli::try_parse_from(["terra", "metrics", "--every", "5"]).is_err());
+        assert!(
+            Cli::try_parse_from(["terra", "metrics", "--textfile", "/x", "--every", "0"]).is_err()
         );
         // Both commands that read an image take the same registry options.
         for cmd in ["install", "unpack"] {

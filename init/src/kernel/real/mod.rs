@@ -167,6 +167,19 @@ impl Kernel for Real {
         std::os::unix::net::UnixStream::connect(socket).is_ok()
     }
 
+    fn connects_tcp(&self, addr: std::net::SocketAddr) -> bool {
+        // A short timeout: a local listener answers at once, and the
+        // supervisor's loop must not stall on a filtered address.
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)).is_ok()
+    }
+
+    fn write_file(&self, path: &Path, data: &[u8]) -> io::Result<()> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(".tmp");
+        fs::write(&tmp, data)?;
+        fs::rename(&tmp, path)
+    }
+
     fn kernel_log(&self, kmsg: &Path) -> io::Result<String> {
         use std::io::Read;
         use std::os::unix::fs::OpenOptionsExt;

@@ -76,6 +76,7 @@ pub fn spawn(cmd: &Spawn) -> io::Result<Spawned> {
             .stdout(Stdio::from(write))
             .stderr(Stdio::from(write2))
             .process_group(0);
+        crate::sys::clean_signal_mask(&mut c);
         c.spawn()?
         // `c` is dropped here, closing our copies of the pipe's write end,
         // so the reader sees EOF when the service (and its children) end.
@@ -93,8 +94,8 @@ pub fn spawn(cmd: &Spawn) -> io::Result<Spawned> {
 /// Blocks `signals` (so none is lost, and so the kernel queues them for
 /// PID 1 even without a handler: signal(7), a blocked signal is never
 /// discarded as ignored) and opens the signalfd they are read from.
-/// Threads started later inherit the mask; services get a clean one (std's
-/// `Command` resets it in the child).
+/// Threads started later inherit the mask; services get a clean one
+/// ([`crate::sys::clean_signal_mask`]).
 pub fn block_signals(signals: &[Signal]) -> io::Result<()> {
     let mut mask = SigSet::empty();
     for s in signals {

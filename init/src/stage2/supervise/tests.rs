@@ -179,6 +179,63 @@ fn dependents_start_once_what_they_wait_for_is_ready() {
     assert_eq!(sup.services[2].state, State::Waiting);
 }
 
+/// A service that serves on a TCP port only (the node exporter) is ready
+/// once the port answers, not when it starts; each readiness is recorded
+/// for `terra metrics` in /run/terra/ready/NAME.json.
+#[test]
+fn a_tcp_ready_check_waits_for_the_port_and_readiness_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = || {
+        vec![
+            containerd(None),
+            spec(
+                "exporter",
+                r#"{"argv":["/exp"],"ready":{"tcp":"127.0.0.1:9100"}}"#,
+            ),
+            spec("scraper", r#"{"argv":["/s"],"after":["exporter"]}"#),
+        ]
+    };
+    let writes = |k: &Fake| -> Vec<String> {
+        k.calls()
+            .into_iter()
+            .filter(|c| c.starts_with("write "))
+            .collect()
+    };
+    // The port never answers: what waits for the exporter never starts.
+    let k = ready_fake();
+    let e = env(&k, dir.path());
+    k.script([Tick::signal(secs(0.2), Signal::SIGINT)]);
+    Supervisor::new(&e, specs(), "v1".into()).run();
+    assert_eq!(spawns(&k), ["spawn /usr/bin/containerd", "spawn /exp"]);
+    assert_eq!(writes(&k).len(), 1, "{:?}", writes(&k));
+    assert!(writes(&k)[0].starts_with("write /run/terra/ready/containerd.json {"));
+    // It answers: ready, recorded, and its dependent starts.
+    let mut k = ready_fake();
+    k.listening_tcp.insert(([127, 0, 0, 1], 9100).into());
+    let e = env(&k, dir.path());
+    k.script([Tick::signal(secs(0.2), Signal::SIGINT)]);
+    Supervisor::new(&e, specs(), "v1".into()).run();
+    assert_eq!(
+        spawns(&k),
+        ["spawn /usr/bin/containerd", "spawn /exp", "spawn /s"]
+    );
+    let w = writes(&k);
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[1].starts_with("write /run/terra/ready/exporter.json {"),
+        "{w:?}"
+    );
+    let json = w[1].split_once(".json ").unwrap().1;
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(v["service"], "exporter");
+    assert_eq!(v["ready_uptime_s"], 2.0);
+    assert_eq!(v["start_to_ready_ms"], 0);
+    assert!(
+        w[2].starts_with("write /run/terra/ready/scraper.json {"),
+        "{w:?}"
+    );
+}
+
 #[test]
 fn containerd_ready_marks_the_booted_version_good_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -381,8 +438,14 @@ fn shuts_down_dependents_first_then_the_rest_then_the_disks() {
     sup.stop_all();
     let stopped_at = k.elapsed();
     crate::stage2::shutdown::power_down(&env, action);
+    // The readiness records (tested above) are not part of the order.
+    let calls: Vec<String> = k
+        .calls()
+        .into_iter()
+        .filter(|c| !c.contains("/run/terra/ready"))
+        .collect();
     assert_eq!(
-        k.calls(),
+        calls,
         [
             "spawn /usr/bin/containerd",
             "spawn /b",
