@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand, each with its args and `run`.
 
+mod bootloader;
 mod default;
+mod disk;
 mod gc;
 mod install;
 mod list;
@@ -85,6 +87,8 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
     Unpack(unpack::UnpackArgs),
+    Bootloader(bootloader::BootloaderArgs),
+    Disk(disk::DiskArgs),
     /// Power the machine off (asks PID 1, Terra's init, with SIGTERM).
     Poweroff,
     /// Reboot the machine (asks PID 1, Terra's init, with SIGINT).
@@ -102,6 +106,8 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
         Command::Unpack(a) => unpack::run(g, a),
+        Command::Bootloader(a) => bootloader::run(g, a),
+        Command::Disk(a) => disk::run(g, a),
         Command::Poweroff => power::run(power::Action::Poweroff),
         Command::Reboot => power::run(power::Action::Reboot),
     }
