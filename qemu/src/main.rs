@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use terra_qemu::{floor, Kernel, Vm, VmConfig};
+use terra_qemu::{floor, Firmware, Kernel, Vm, VmConfig};
 
 /// Boots headless under QEMU (TCG) with the console on stdout.
 #[derive(Parser, Debug)]
@@ -45,6 +45,13 @@ struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: u32,
+    /// Boot the first disk through the firmware and its boot loader (no
+    /// -kernel; --initrd and --append are the boot loader's business).
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "floor", "append"])]
+    disk_boot: bool,
+    /// UEFI firmware (OVMF, Debian's ovmf package) instead of SeaBIOS.
+    #[arg(long)]
+    uefi: bool,
 }
 
 fn main() -> ExitCode {
@@ -58,9 +65,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
-    let kernel = match args.kernel {
-        Some(k) => k,
-        None => Kernel::cloud()?.image,
+    let kernel = match (args.kernel, args.disk_boot) {
+        (_, true) => None,
+        (Some(k), false) => Some(k),
+        (None, false) => Some(Kernel::cloud()?.image),
     };
     let scratch = tempfile::Builder::new().prefix("terra-qemu-").tempdir()?;
     let initrd = if args.floor {
@@ -70,7 +78,17 @@ fn run(args: Args) -> Result<u8> {
     } else {
         args.initrd
     };
-    let mut config = VmConfig::new(kernel)
+    let base = match kernel {
+        Some(k) => VmConfig::new(k),
+        None => VmConfig::disk_boot(),
+    };
+    let firmware = if args.uefi {
+        Firmware::Ovmf
+    } else {
+        Firmware::SeaBios
+    };
+    let mut config = base
+        .firmware(firmware)
         .append(&args.append)
         .icount(args.icount)
         .memory_mb(args.memory)

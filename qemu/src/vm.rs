@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::console::{tail, Console};
+use crate::firmware::{self, Firmware};
 use crate::qmp::Qmp;
 
 /// The QEMU binary; `TERRA_QEMU` overrides it.
@@ -41,6 +42,8 @@ pub struct VmConfig {
     pub echo: bool,
     /// QEMU's machine type.
     pub machine: Machine,
+    /// SeaBIOS (the default) or OVMF (UEFI).
+    pub firmware: Firmware,
 }
 
 /// The emulated machine.
@@ -90,6 +93,7 @@ impl VmConfig {
             qmp_dir: None,
             echo: false,
             machine: Machine::default(),
+            firmware: Firmware::default(),
         }
     }
 
@@ -138,6 +142,11 @@ impl VmConfig {
         self
     }
 
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
+        self
+    }
+
     /// The full kernel command line.
     pub fn cmdline(&self) -> String {
         // panic=-1: a kernel panic reboots at once, and -no-reboot turns that
@@ -154,8 +163,19 @@ impl VmConfig {
         self.qmp_dir.as_ref().map(|d| d.join("qmp.sock"))
     }
 
-    /// QEMU's arguments.
+    /// QEMU's arguments (OVMF's variables, when it is the firmware, at
+    /// `OVMF_VARS.fd` in the QMP dir or the working directory: [`Vm::start`]
+    /// passes a private copy instead).
     pub fn args(&self) -> Vec<String> {
+        let vars = self
+            .qmp_dir
+            .clone()
+            .unwrap_or_default()
+            .join("OVMF_VARS.fd");
+        self.args_with_vars(&vars)
+    }
+
+    fn args_with_vars(&self, vars: &Path) -> Vec<String> {
         let mut args: Vec<String> = [
             "-machine",
             self.machine.name(),
@@ -175,6 +195,9 @@ impl VmConfig {
         if self.icount {
             args.extend(["-icount".into(), "shift=0".into()]);
         }
+        if self.firmware == Firmware::Ovmf {
+            args.extend(firmware::ovmf_args(vars));
+        }
         if let Some(kernel) = &self.kernel {
             args.extend(["-kernel".into(), kernel.display().to_string()]);
             if let Some(initrd) = &self.initrd {
@@ -186,8 +209,9 @@ impl VmConfig {
             args.extend([
                 "-drive".into(),
                 format!(
-                    "file={},format=raw,if=none,id=disk{i}",
-                    qemu_escape(&disk.display().to_string())
+                    "file={},format={},if=none,id=disk{i}",
+                    qemu_escape(&disk.display().to_string()),
+                    disk_format(disk)
                 ),
                 "-device".into(),
                 format!("virtio-blk-pci,drive=disk{i}"),
@@ -212,6 +236,15 @@ impl VmConfig {
             ]);
         }
         args
+    }
+}
+
+/// `qcow2` for a `.qcow2` file, else `raw`.
+fn disk_format(disk: &Path) -> &'static str {
+    if disk.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
     }
 }
 
@@ -255,6 +288,8 @@ pub struct Vm {
     started: Instant,
     hot_added: usize,
     machine: Machine,
+    /// OVMF's private variables, removed with the VM.
+    _firmware_dir: Option<tempfile::TempDir>,
 }
 
 impl Vm {
@@ -281,8 +316,16 @@ impl Vm {
                 bail!("disk image {} does not exist", disk.display());
             }
         }
+        let firmware_dir = match config.firmware {
+            Firmware::Ovmf => Some(tempfile::Builder::new().prefix("terra-ovmf-").tempdir()?),
+            Firmware::SeaBios => None,
+        };
+        let args = match &firmware_dir {
+            Some(dir) => config.args_with_vars(&firmware::private_vars(dir.path())?),
+            None => config.args(),
+        };
         let mut child = Command::new(&qemu)
-            .args(config.args())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -303,6 +346,7 @@ impl Vm {
             started: Instant::now(),
             hot_added: 0,
             machine: config.machine,
+            _firmware_dir: firmware_dir,
         })
     }
 
@@ -448,6 +492,22 @@ mod tests {
             assert!(!args.contains(absent), "{args}");
         }
         assert!(args.contains("-drive file=/tmp/a.img,format=raw,if=none,id=disk0"));
+        assert!(!args.contains("pflash"), "SeaBIOS is the default: {args}");
+        let uefi = VmConfig::disk_boot()
+            .disk("/tmp/a.qcow2")
+            .firmware(Firmware::Ovmf)
+            .qmp("/tmp/vm")
+            .args()
+            .join(" ");
+        assert!(
+            uefi.contains("if=pflash,format=raw,unit=0,readonly=on,file="),
+            "{uefi}"
+        );
+        assert!(
+            uefi.contains("if=pflash,format=raw,unit=1,file=/tmp/vm/OVMF_VARS.fd"),
+            "{uefi}"
+        );
+        assert!(uefi.contains("file=/tmp/a.qcow2,format=qcow2"), "{uefi}");
         let err = Vm::start(&VmConfig::disk_boot().append("quiet"))
             .err()
             .map(|e| e.to_string())

@@ -5,6 +5,7 @@
 //! what the benchmarks print ([`stats`]).
 
 pub mod boot;
+pub mod bootdisk;
 pub mod disk;
 pub mod grubdisk;
 pub mod initramfs;
