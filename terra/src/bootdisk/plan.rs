@@ -100,20 +100,22 @@ pub fn plan(disk: &Path, label: &str, fw: Firmware, scratch: &Path) -> Result<Pl
             m.mount_point
         );
     }
-    let mounted_at = |p: &Part| {
-        mounts.iter().find(|m| match m.place {
-            Place::Part(n) => Some(n) == p.number(),
-            Place::Offset(o) => o == p.offset(),
-            Place::Disk => false,
-        })
+    // Only the terra partition may be mounted (a running Terra installs
+    // its own boot loader): terra writes the partition table, the MBR, the
+    // space before the first partition and the ESP, and anything else
+    // mounted may be one of them or be changed under its user.
+    let on_terra = |m: &mounted::Mount| match m.place {
+        Place::Part(n) => Some(n) == terra.number(),
+        Place::Offset(o) => o == terra.offset(),
+        Place::Disk => false,
     };
+    if let Some(m) = mounts.iter().find(|m| !on_terra(m)) {
+        bail!("{d} is in use: something on it other than the terra partition is mounted at {}; unmount it first", m.mount_point);
+    }
 
     let esp = if fw.uefi {
         let step = match table.esp() {
             Some(p) => {
-                if let Some(m) = mounted_at(p) {
-                    bail!("the EFI system partition of {d} ({}) is mounted at {}: unmount it first (writing a FAT under a mounted filesystem corrupts it)", part_name(p), m.mount_point);
-                }
                 match esp::content(disk, p)? {
                     Content::Fat => EspStep::Use(p.clone()),
                     Content::Blank => EspStep::Format(p.clone()),
@@ -138,6 +140,17 @@ pub fn plan(disk: &Path, label: &str, fw: Firmware, scratch: &Path) -> Result<Pl
         None
     };
 
+    // A BIOS boot partition made too goes after the ESP made here.
+    let mut table = table;
+    if let Some((EspStep::Create { start, sectors }, _)) = &esp {
+        table.parts.push(Part {
+            node: String::new(),
+            start: *start,
+            size: *sectors,
+            ptype: String::new(),
+        });
+        table.parts.sort_by_key(|p| p.start);
+    }
     let bios = if fw.bios {
         let core = grubimg::mkimage(Target::Bios, &ext4.uuid, scratch)?;
         let core_sectors = (core.len() as u64).div_ceil(SECTOR);
