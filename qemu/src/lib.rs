@@ -10,10 +10,14 @@ pub mod console;
 pub mod firmware;
 pub mod floor;
 pub mod kernel;
+pub mod machine;
+pub mod media;
+pub mod outcome;
 pub mod qmp;
 pub mod vm;
 
 pub use console::Console;
 pub use firmware::Firmware;
 pub use kernel::Kernel;
+pub use media::Medium;
 pub use vm::{Machine, Outcome, Vm, VmConfig};

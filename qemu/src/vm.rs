@@ -4,13 +4,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::console::{tail, Console};
 use crate::firmware::{self, Firmware};
+pub use crate::machine::Machine;
+use crate::media::{self, Medium};
+pub use crate::outcome::Outcome;
 use crate::qmp::Qmp;
 
 /// The QEMU binary; `TERRA_QEMU` overrides it.
@@ -44,28 +47,8 @@ pub struct VmConfig {
     pub machine: Machine,
     /// SeaBIOS (the default) or OVMF (UEFI).
     pub firmware: Firmware,
-}
-
-/// The emulated machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Machine {
-    /// `q35`: PCI Express, as current VMs and clouds present. The default:
-    /// on the older `pc` (i440FX) every virtio-pci device costs the guest
-    /// about 80 ms of ACPI interrupt-link setup under TCG when its driver
-    /// binds (q35: about 7 ms), which would drown what the initramfs does.
-    #[default]
-    Q35,
-    /// `pc`: i440FX with legacy PCI.
-    Pc,
-}
-
-impl Machine {
-    fn name(self) -> &'static str {
-        match self {
-            Machine::Q35 => "q35",
-            Machine::Pc => "pc",
-        }
-    }
+    /// Install media (a CD, a USB stick), booted before the disks.
+    pub media: Vec<Medium>,
 }
 
 /// PCIe root ports kept free for hot-added disks on q35 (a device cannot be
@@ -94,6 +77,7 @@ impl VmConfig {
             echo: false,
             machine: Machine::default(),
             firmware: Firmware::default(),
+            media: Vec::new(),
         }
     }
 
@@ -144,6 +128,12 @@ impl VmConfig {
 
     pub fn firmware(mut self, firmware: Firmware) -> Self {
         self.firmware = firmware;
+        self
+    }
+
+    /// Attaches install media; the first one boots first.
+    pub fn medium(mut self, medium: Medium) -> Self {
+        self.media.push(medium);
         self
     }
 
@@ -214,9 +204,19 @@ impl VmConfig {
                     disk_format(disk)
                 ),
                 "-device".into(),
-                format!("virtio-blk-pci,drive=disk{i}"),
+                // With media, every boot device gets its place in the
+                // firmware's boot order: the media first, then the disks.
+                if self.media.is_empty() {
+                    format!("virtio-blk-pci,drive=disk{i}")
+                } else {
+                    format!(
+                        "virtio-blk-pci,drive=disk{i},bootindex={}",
+                        self.media.len() + i
+                    )
+                },
             ]);
         }
+        args.extend(media::args(&self.media));
         if let Some(sock) = self.qmp_socket() {
             if self.machine == Machine::Q35 {
                 for port in 0..HOTPLUG_PORTS {
@@ -253,32 +253,6 @@ fn qemu_escape(value: &str) -> String {
     value.replace(',', ",,")
 }
 
-/// How a guest ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// QEMU exited by itself with success and the kernel did not panic:
-    /// the guest powered off (or rebooted, which `-no-reboot` turns into an exit).
-    PoweredOff,
-    /// The console shows a kernel panic.
-    Panicked,
-    /// QEMU itself failed.
-    QemuFailed(ExitStatus),
-    /// Still running at the deadline; it was killed.
-    TimedOut,
-}
-
-impl Outcome {
-    /// The exit code of the `terra-qemu` binary for this outcome.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::PoweredOff => 0,
-            Outcome::Panicked => 1,
-            Outcome::QemuFailed(_) => 3,
-            Outcome::TimedOut => 124,
-        }
-    }
-}
-
 /// A running guest. Dropping it kills QEMU.
 pub struct Vm {
     child: Child,
@@ -311,7 +285,11 @@ impl Vm {
                 }
             }
         }
-        for disk in &config.disks {
+        for disk in config
+            .disks
+            .iter()
+            .chain(config.media.iter().map(Medium::path))
+        {
             if !disk.is_file() {
                 bail!("disk image {} does not exist", disk.display());
             }
