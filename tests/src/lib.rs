@@ -11,6 +11,7 @@ pub mod grubdisk;
 pub mod initramfs;
 pub mod install_support;
 pub mod kernel;
+pub mod live;
 pub mod ocilayout;
 pub mod osimage;
 pub mod partition;
