@@ -143,6 +143,24 @@ mod tests {
                 == 2
         );
         assert!(Cli::try_parse_from(["terra", "remove"]).is_err());
+        // The disk commands take the whole disk as their argument.
+        let c = Cli::try_parse_from(["terra", "bootloader", "install", "/dev/sda", "--bios-only"]);
+        assert!(matches!(c.unwrap().command,
+            Command::Bootloader(ref b) if matches!(b.command,
+                bootloader::BootloaderCommand::Install(ref i) if i.bios_only && !i.uefi_only)));
+        assert!(Cli::try_parse_from([
+            "terra",
+            "bootloader",
+            "install",
+            "/dev/sda",
+            "--bios-only",
+            "--uefi-only"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["terra", "bootloader", "install"]).is_err());
+        let c = Cli::try_parse_from(["terra", "disk", "layout", "disk.img", "--dry-run"]);
+        assert!(matches!(c.unwrap().command,
+            Command::Disk(ref d) if matches!(d.command, disk::DiskCommand::Layout(ref l) if l.dry_run)));
         // --tries belongs to --activate, and is at least 1.
         let c = Cli::try_parse_from(["terra", "install", "--activate", "--tries", "2", "os:v2"]);
         assert!(matches!(c.unwrap().command,
