@@ -108,3 +108,24 @@ fn install_from_the_iso_as_a_cd_under_uefi() -> Result<()> {
 fn install_from_the_iso_as_a_usb_stick_under_bios_then_boot_the_iso_again() -> Result<()> {
     full_flow(Firmware::SeaBios, As::Usb, true)
 }
+
+/// The other medium under each firmware, to the live shell and its tools:
+/// the ISO as a USB stick under UEFI, as a CD under BIOS.
+#[test]
+fn the_iso_boots_to_the_live_shell_as_the_other_medium_under_each_firmware() -> Result<()> {
+    let dir = tempfile::Builder::new().prefix("terra-live-").tempdir()?;
+    let iso = iso(&dir.path().join("terra.iso"))?;
+    let disk = dir.path().join("disk.img");
+    sparse(&disk, 1 << 30)?;
+    let check = "terra --version && mkfs.ext4 -V && sfdisk --version && test -f /media/terra/oci/index.json && terra bootloader install --dry-run /dev/vda; test $? = 1";
+    for (firmware, as_) in [(Firmware::Ovmf, As::Usb), (Firmware::SeaBios, As::Cd)] {
+        let console = live_shell(&iso, as_, firmware, &[&disk], check)?;
+        let t = terra_tests::boot::tail(&console);
+        let refusal = "has no partition table and no terra partition";
+        ensure!(
+            console.iter().any(|l| l.contains(refusal)),
+            "{firmware:?} {as_:?}:\n{t}"
+        );
+    }
+    Ok(())
+}
