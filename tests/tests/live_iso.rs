@@ -16,7 +16,7 @@ use terra_tests::bootdisk::{boot_to_containerd, boot_version, check_terra_kernel
 use terra_tests::live::{images_disk, iso, list_json, live_shell, As, MAX_ISO_BYTES};
 
 const INSTALL: &str = "terra disk layout /dev/vda && terra --device /dev/vda3 install oci:/media/terra/oci:latest --name v1 && terra bootloader install /dev/vda";
-const SECOND: &str = "mkdir -p /mnt && mount -o ro /dev/vdb /mnt && terra --device /dev/vda3 install oci:/mnt/oci:latest --name v2 && terra --device /dev/vda3 default v2";
+const SECOND: &str = "! terra bootloader install /dev/vda3 && mkdir -p /mnt && mount -o ro /dev/vdb /mnt && terra --device /dev/vda3 install oci:/mnt/oci:latest --name v2 && terra --device /dev/vda3 default v2";
 /// Down arrow and Enter on GRUB's serial menu: the second entry.
 const SECOND_ENTRY: &str = "\x1b[B\r";
 
@@ -56,7 +56,15 @@ fn full_flow(firmware: Firmware, as_: As, iso_on_installed: bool) -> Result<()> 
 
     let images = p("images.img");
     images_disk(&images)?;
-    live_shell(&iso, as_, firmware, &[&disk, &images], SECOND)?;
+    let console = live_shell(&iso, as_, firmware, &[&disk, &images], SECOND)?;
+    // A partition given where the disk belongs is refused, naming it.
+    let t = terra_tests::boot::tail(&console);
+    ensure!(
+        console
+            .iter()
+            .any(|l| l.contains("/dev/vda3 is partition 3 of a disk")),
+        "{t}"
+    );
     let disk_only = || VmConfig::disk_boot().disk(&disk).firmware(firmware);
     let b = boot_version(disk_only(), &p("boot2"), None, "v2")?;
     ensure!(

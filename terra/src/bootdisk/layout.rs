@@ -52,6 +52,9 @@ pub fn min_bytes(esp_mib: u64) -> u64 {
 pub fn layout(disk: &Path, label: &str, dry_run: bool) -> Result<Outcome> {
     let d = disk.display();
     let esp_mib = ESP_MIB;
+    if let Some(n) = mounted::partition_number(disk)? {
+        bail!("{d} is partition {n} of a disk: terra disk layout lays out a whole disk (lsblk shows which)");
+    }
     if let Some(m) = mounted::mounts(disk)?.first() {
         bail!("{d} is in use: something on it is mounted at {}; terra disk layout writes only a blank disk", m.mount_point);
     }

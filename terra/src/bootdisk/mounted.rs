@@ -103,6 +103,22 @@ fn partitions_of(sys: &Path) -> Vec<(String, Place)> {
         .collect()
 }
 
+/// The partition number when `disk` is a block device that is a
+/// partition (sysfs gives it a `partition` file), else `None`.
+pub fn partition_number(disk: &Path) -> Result<Option<u32>> {
+    let meta = fs::metadata(disk).with_context(|| format!("reading {}", disk.display()))?;
+    if !meta.file_type().is_block_device() {
+        return Ok(None);
+    }
+    let rdev = meta.rdev();
+    let sys = format!(
+        "/sys/dev/block/{}:{}/partition",
+        rustix::fs::major(rdev),
+        rustix::fs::minor(rdev)
+    );
+    Ok(read_trim(Path::new(&sys)).and_then(|n| n.parse().ok()))
+}
+
 /// Every mount of the disk or of something on it.
 pub fn mounts(disk: &Path) -> Result<Vec<Mount>> {
     let devs = devices(disk)?;

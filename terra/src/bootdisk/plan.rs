@@ -73,6 +73,9 @@ fn part_name(p: &Part) -> String {
 /// partition, decides where GRUB goes and makes its images. Writes nothing.
 pub fn plan(disk: &Path, label: &str, fw: Firmware, scratch: &Path) -> Result<Plan> {
     let d = disk.display();
+    if let Some(n) = mounted::partition_number(disk)? {
+        bail!("{d} is partition {n} of a disk: give the whole disk (lsblk shows which), where GRUB goes before the partitions");
+    }
     let Some(table) = table::read(disk)? else {
         if let Some(e) = ext4_at(disk, 0)? {
             bail!("{d} has no partition table: it is one ext4 filesystem (label {:?}) over the whole disk, which leaves no room for a boot loader; a disk for Terra has partitions (terra disk layout DISK makes them on a blank disk)", e.label);
