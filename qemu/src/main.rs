@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
-use terra_qemu::{floor, Kernel, Vm, VmConfig};
+use terra_qemu::{floor, Firmware, Kernel, Vm, VmConfig};
 
 /// Boots headless under QEMU (TCG) with the console on stdout.
 #[derive(Parser, Debug)]
@@ -45,6 +45,18 @@ struct Args {
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 512)]
     memory: u32,
+    /// Boot the first disk through the firmware and its boot loader (no
+    /// -kernel; --initrd and --append are the boot loader's business).
+    #[arg(long, conflicts_with_all = ["kernel", "initrd", "floor", "append"])]
+    disk_boot: bool,
+    /// UEFI firmware (OVMF, Debian's ovmf package) instead of SeaBIOS.
+    #[arg(long)]
+    uefi: bool,
+    /// With --disk-boot: once GRUB's menu is up, edit the default entry as a
+    /// person would (`e`, end of the `linux` line, type the words, Ctrl-X)
+    /// to add these words to its kernel command line for this boot.
+    #[arg(long, value_name = "WORDS", requires = "disk_boot")]
+    grub_append: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -58,9 +70,10 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<u8> {
-    let kernel = match args.kernel {
-        Some(k) => k,
-        None => Kernel::cloud()?.image,
+    let kernel = match (args.kernel, args.disk_boot) {
+        (_, true) => None,
+        (Some(k), false) => Some(k),
+        (None, false) => Some(Kernel::cloud()?.image),
     };
     let scratch = tempfile::Builder::new().prefix("terra-qemu-").tempdir()?;
     let initrd = if args.floor {
@@ -70,7 +83,17 @@ fn run(args: Args) -> Result<u8> {
     } else {
         args.initrd
     };
-    let mut config = VmConfig::new(kernel)
+    let base = match kernel {
+        Some(k) => VmConfig::new(k),
+        None => VmConfig::disk_boot(),
+    };
+    let firmware = if args.uefi {
+        Firmware::Ovmf
+    } else {
+        Firmware::SeaBios
+    };
+    let mut config = base
+        .firmware(firmware)
         .append(&args.append)
         .icount(args.icount)
         .memory_mb(args.memory)
@@ -90,8 +113,52 @@ fn run(args: Args) -> Result<u8> {
         vm.hot_add_disk(image)?;
         eprintln!("terra-qemu: hot-added {}", image.display());
     }
+    if let Some(words) = &args.grub_append {
+        edit_grub_entry(&mut vm, words, Duration::from_secs(args.timeout))?;
+    }
     let timeout = Duration::from_secs(args.timeout).saturating_sub(vm.elapsed());
     let outcome = vm.wait(timeout)?;
     eprintln!("terra-qemu: {outcome:?} after {:.1?}", vm.elapsed());
     Ok(outcome.exit_code() as u8)
+}
+
+/// GRUB's help line once the menu is drawn and reads keys.
+const MENU_UP: &str = "Press enter to boot the selected OS";
+
+/// Types into GRUB's entry editor: `e` opens the highlighted entry with the
+/// cursor on its first line (GRUB 2.06 shows `setparams 'TITLE'` there,
+/// then the empty rest of the `menuentry … {` line, then Terra's `linux`
+/// line), Ctrl-N twice, Ctrl-E to the end of the line,
+/// the words, Ctrl-X boots the edited entry.
+fn edit_grub_entry(vm: &mut Vm, words: &str, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !vm.console.lines().iter().any(|l| l.contains(MENU_UP)) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "GRUB's menu did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One key at a time, as a person types: GRUB reads the serial port
+    // while it redraws the editor, and the UART's 16-byte FIFO drops what
+    // arrives faster than that.
+    type_keys(vm, "e")?;
+    std::thread::sleep(Duration::from_secs(1));
+    // Ctrl-N, not the Down arrow: a lone ESC read before its `[B` leaves
+    // the editor and drops the edits.
+    vm.send("\x0e\x0e")?;
+    std::thread::sleep(Duration::from_millis(300));
+    type_keys(vm, &format!("\x05 {words}"))?;
+    std::thread::sleep(Duration::from_millis(300));
+    vm.send("\x18")?;
+    eprintln!("terra-qemu: typed in GRUB's editor: {words}");
+    Ok(())
+}
+
+fn type_keys(vm: &mut Vm, keys: &str) -> Result<()> {
+    for c in keys.chars() {
+        vm.send(&c.to_string())?;
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    Ok(())
 }

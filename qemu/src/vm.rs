@@ -4,12 +4,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
 use crate::console::{tail, Console};
+use crate::firmware::{self, Firmware};
+pub use crate::machine::Machine;
+use crate::media::{self, Medium};
+pub use crate::outcome::Outcome;
 use crate::qmp::Qmp;
 
 /// The QEMU binary; `TERRA_QEMU` overrides it.
@@ -48,28 +52,10 @@ pub struct VmConfig {
     /// host's loopback is 10.0.2.2), with these TCP forwards from the host's
     /// 127.0.0.1:HOST to the guest's port: `(host, guest)`.
     pub user_net: Option<Vec<(u16, u16)>>,
-}
-
-/// The emulated machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Machine {
-    /// `q35`: PCI Express, as current VMs and clouds present. The default:
-    /// on the older `pc` (i440FX) every virtio-pci device costs the guest
-    /// about 80 ms of ACPI interrupt-link setup under TCG when its driver
-    /// binds (q35: about 7 ms), which would drown what the initramfs does.
-    #[default]
-    Q35,
-    /// `pc`: i440FX with legacy PCI.
-    Pc,
-}
-
-impl Machine {
-    fn name(self) -> &'static str {
-        match self {
-            Machine::Q35 => "q35",
-            Machine::Pc => "pc",
-        }
-    }
+    /// SeaBIOS (the default) or OVMF (UEFI).
+    pub firmware: Firmware,
+    /// Install media (a CD, a USB stick), booted before the disks.
+    pub media: Vec<Medium>,
 }
 
 /// PCIe root ports kept free for hot-added disks on q35 (a device cannot be
@@ -99,6 +85,8 @@ impl VmConfig {
             machine: Machine::default(),
             extra_args: Vec::new(),
             user_net: None,
+            firmware: Firmware::default(),
+            media: Vec::new(),
         }
     }
 
@@ -160,6 +148,18 @@ impl VmConfig {
         self
     }
 
+    /// Boots through this firmware.
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
+        self
+    }
+
+    /// Attaches install media; the first one boots first.
+    pub fn medium(mut self, medium: Medium) -> Self {
+        self.media.push(medium);
+        self
+    }
+
     /// The full kernel command line.
     pub fn cmdline(&self) -> String {
         // panic=-1: a kernel panic reboots at once, and -no-reboot turns that
@@ -176,8 +176,19 @@ impl VmConfig {
         self.qmp_dir.as_ref().map(|d| d.join("qmp.sock"))
     }
 
-    /// QEMU's arguments.
+    /// QEMU's arguments (OVMF's variables, when it is the firmware, at
+    /// `OVMF_VARS.fd` in the QMP dir or the working directory: [`Vm::start`]
+    /// passes a private copy instead).
     pub fn args(&self) -> Vec<String> {
+        let vars = self
+            .qmp_dir
+            .clone()
+            .unwrap_or_default()
+            .join("OVMF_VARS.fd");
+        self.args_with_vars(&vars)
+    }
+
+    fn args_with_vars(&self, vars: &Path) -> Vec<String> {
         let mut args: Vec<String> = [
             "-machine",
             self.machine.name(),
@@ -197,6 +208,9 @@ impl VmConfig {
         if self.icount {
             args.extend(["-icount".into(), "shift=0".into()]);
         }
+        if self.firmware == Firmware::Ovmf {
+            args.extend(firmware::ovmf_args(vars));
+        }
         if let Some(kernel) = &self.kernel {
             args.extend(["-kernel".into(), kernel.display().to_string()]);
             if let Some(initrd) = &self.initrd {
@@ -208,11 +222,21 @@ impl VmConfig {
             args.extend([
                 "-drive".into(),
                 format!(
-                    "file={},format=raw,if=none,id=disk{i}",
-                    qemu_escape(&disk.display().to_string())
+                    "file={},format={},if=none,id=disk{i}",
+                    qemu_escape(&disk.display().to_string()),
+                    disk_format(disk)
                 ),
                 "-device".into(),
-                format!("virtio-blk-pci,drive=disk{i}"),
+                // With media, every boot device gets its place in the
+                // firmware's boot order: the media first, then the disks.
+                if self.media.is_empty() {
+                    format!("virtio-blk-pci,drive=disk{i}")
+                } else {
+                    format!(
+                        "virtio-blk-pci,drive=disk{i},bootindex={}",
+                        self.media.len() + i
+                    )
+                },
             ]);
         }
         if let Some(forwards) = &self.user_net {
@@ -227,6 +251,7 @@ impl VmConfig {
                 "virtio-net-pci,netdev=net0".into(),
             ]);
         }
+        args.extend(media::args(&self.media));
         if let Some(sock) = self.qmp_socket() {
             if self.machine == Machine::Q35 {
                 for port in 0..HOTPLUG_PORTS {
@@ -250,35 +275,18 @@ impl VmConfig {
     }
 }
 
+/// `qcow2` for a `.qcow2` file, else `raw`.
+fn disk_format(disk: &Path) -> &'static str {
+    if disk.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    }
+}
+
 /// Commas in QEMU option values are doubled.
 fn qemu_escape(value: &str) -> String {
     value.replace(',', ",,")
-}
-
-/// How a guest ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// QEMU exited by itself with success and the kernel did not panic:
-    /// the guest powered off (or rebooted, which `-no-reboot` turns into an exit).
-    PoweredOff,
-    /// The console shows a kernel panic.
-    Panicked,
-    /// QEMU itself failed.
-    QemuFailed(ExitStatus),
-    /// Still running at the deadline; it was killed.
-    TimedOut,
-}
-
-impl Outcome {
-    /// The exit code of the `terra-qemu` binary for this outcome.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Outcome::PoweredOff => 0,
-            Outcome::Panicked => 1,
-            Outcome::QemuFailed(_) => 3,
-            Outcome::TimedOut => 124,
-        }
-    }
 }
 
 /// A running guest. Dropping it kills QEMU.
@@ -290,6 +298,8 @@ pub struct Vm {
     started: Instant,
     hot_added: usize,
     machine: Machine,
+    /// OVMF's private variables, removed with the VM.
+    _firmware_dir: Option<tempfile::TempDir>,
 }
 
 impl Vm {
@@ -311,13 +321,25 @@ impl Vm {
                 }
             }
         }
-        for disk in &config.disks {
+        for disk in config
+            .disks
+            .iter()
+            .chain(config.media.iter().map(Medium::path))
+        {
             if !disk.is_file() {
                 bail!("disk image {} does not exist", disk.display());
             }
         }
+        let firmware_dir = match config.firmware {
+            Firmware::Ovmf => Some(tempfile::Builder::new().prefix("terra-ovmf-").tempdir()?),
+            Firmware::SeaBios => None,
+        };
+        let args = match &firmware_dir {
+            Some(dir) => config.args_with_vars(&firmware::private_vars(dir.path())?),
+            None => config.args(),
+        };
         let mut child = Command::new(&qemu)
-            .args(config.args())
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -338,6 +360,7 @@ impl Vm {
             started: Instant::now(),
             hot_added: 0,
             machine: config.machine,
+            _firmware_dir: firmware_dir,
         })
     }
 
@@ -483,6 +506,22 @@ mod tests {
             assert!(!args.contains(absent), "{args}");
         }
         assert!(args.contains("-drive file=/tmp/a.img,format=raw,if=none,id=disk0"));
+        assert!(!args.contains("pflash"), "SeaBIOS is the default: {args}");
+        let uefi = VmConfig::disk_boot()
+            .disk("/tmp/a.qcow2")
+            .firmware(Firmware::Ovmf)
+            .qmp("/tmp/vm")
+            .args()
+            .join(" ");
+        assert!(
+            uefi.contains("if=pflash,format=raw,unit=0,readonly=on,file="),
+            "{uefi}"
+        );
+        assert!(
+            uefi.contains("if=pflash,format=raw,unit=1,file=/tmp/vm/OVMF_VARS.fd"),
+            "{uefi}"
+        );
+        assert!(uefi.contains("file=/tmp/a.qcow2,format=qcow2"), "{uefi}");
         let err = Vm::start(&VmConfig::disk_boot().append("quiet"))
             .err()
             .map(|e| e.to_string())

@@ -26,6 +26,7 @@ pub mod lowers;
 pub mod pax;
 pub mod tarmeta;
 
+pub mod bootdisk;
 pub mod cmd;
 pub mod content;
 pub mod digest;

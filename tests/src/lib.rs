@@ -6,11 +6,13 @@
 
 pub mod boot;
 pub mod buildah;
+pub mod bootdisk;
 pub mod disk;
 pub mod grubdisk;
 pub mod initramfs;
 pub mod install_support;
 pub mod kernel;
+pub mod live;
 pub mod ocilayout;
 pub mod osimage;
 pub mod partition;

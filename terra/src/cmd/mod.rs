@@ -1,6 +1,8 @@
 //! The command line: one file per subcommand, each with its args and `run`.
 
+mod bootloader;
 mod default;
+mod disk;
 mod gc;
 mod install;
 mod list;
@@ -87,6 +89,8 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
     Unpack(unpack::UnpackArgs),
+    Bootloader(bootloader::BootloaderArgs),
+    Disk(disk::DiskArgs),
     /// Power the machine off (asks PID 1, Terra's init, with SIGTERM).
     Poweroff,
     /// Reboot the machine (asks PID 1, Terra's init, with SIGINT).
@@ -105,6 +109,8 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
         Command::Unpack(a) => unpack::run(g, a),
+        Command::Bootloader(a) => bootloader::run(g, a),
+        Command::Disk(a) => disk::run(g, a),
         Command::Poweroff => power::run(power::Action::Poweroff),
         Command::Reboot => power::run(power::Action::Reboot),
     }
@@ -140,6 +146,24 @@ mod tests {
                 == 2
         );
         assert!(Cli::try_parse_from(["terra", "remove"]).is_err());
+        // The disk commands take the whole disk as their argument.
+        let c = Cli::try_parse_from(["terra", "bootloader", "install", "/dev/sda", "--bios-only"]);
+        assert!(matches!(c.unwrap().command,
+            Command::Bootloader(ref b) if matches!(b.command,
+                bootloader::BootloaderCommand::Install(ref i) if i.bios_only && !i.uefi_only)));
+        assert!(Cli::try_parse_from([
+            "terra",
+            "bootloader",
+            "install",
+            "/dev/sda",
+            "--bios-only",
+            "--uefi-only"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["terra", "bootloader", "install"]).is_err());
+        let c = Cli::try_parse_from(["terra", "disk", "layout", "disk.img", "--dry-run"]);
+        assert!(matches!(c.unwrap().command,
+            Command::Disk(ref d) if matches!(d.command, disk::DiskCommand::Layout(ref l) if l.dry_run)));
         // --tries belongs to --activate, and is at least 1.
         let c = Cli::try_parse_from(["terra", "install", "--activate", "--tries", "2", "os:v2"]);
         assert!(matches!(c.unwrap().command,

@@ -1,0 +1,157 @@
+//! `terra disk layout DISK`: a blank disk laid out for Terra in one step:
+//! GPT with a BIOS boot partition (1 MiB), an EFI system partition (FAT32)
+//! and the rest as the `terra` ext4 partition. Only a blank disk (no
+//! partition table, zeros in its first and last MiB) is written; a disk
+//! already laid out this way is left as it is.
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::plan::{BIOS_BOOT_MIB, ESP_MIB};
+use super::table::{self, read_at, Part, GPT_BIOS_BOOT, GPT_ESP, GPT_LINUX, MIB_SECTORS};
+use super::{esp, mib, mounted, terra_parts};
+
+/// The smallest terra partition worth making: the OS image is about
+/// 130 MB, and a second version shares its layers.
+pub const MIN_TERRA_MIB: u64 = 256;
+const MIB: u64 = 1024 * 1024;
+
+/// What `layout` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Made,
+    AlreadyLaidOut,
+}
+
+/// The sfdisk script for a disk of `sectors`.
+pub fn script(esp_mib: u64, label: &str) -> String {
+    let bios = BIOS_BOOT_MIB * MIB_SECTORS;
+    let esp = esp_mib * MIB_SECTORS;
+    format!(
+        "label: gpt\n\
+         start={s1}, size={bios}, type={GPT_BIOS_BOOT}, name=\"BIOS boot\"\n\
+         start={s2}, size={esp}, type={GPT_ESP}, name=\"EFI system\"\n\
+         start={s3}, type={GPT_LINUX}, name=\"{label}\"\n",
+        s1 = MIB_SECTORS,
+        s2 = MIB_SECTORS + bios,
+        s3 = MIB_SECTORS + bios + esp,
+    )
+}
+
+/// The smallest disk `layout` accepts.
+pub fn min_bytes(esp_mib: u64) -> u64 {
+    // 1 MiB before the first partition, 1 MiB for the backup GPT at the end.
+    (1 + BIOS_BOOT_MIB + esp_mib + MIN_TERRA_MIB + 1) * MIB
+}
+
+/// Lays out `disk`, printing each step; `dry_run` only checks and says.
+pub fn layout(disk: &Path, label: &str, dry_run: bool) -> Result<Outcome> {
+    let d = disk.display();
+    let esp_mib = ESP_MIB;
+    if let Some(n) = mounted::partition_number(disk)? {
+        bail!("{d} is partition {n} of a disk: terra disk layout lays out a whole disk (lsblk shows which)");
+    }
+    if let Some(m) = mounted::mounts(disk)?.first() {
+        bail!("{d} is in use: something on it is mounted at {}; terra disk layout writes only a blank disk", m.mount_point);
+    }
+    if let Some(t) = table::read(disk)? {
+        let ours = t.parts.len() == 3
+            && t.parts[0].is_bios_boot()
+            && t.parts[1].is_esp()
+            && terra_parts(disk, &t.parts[2..], label)?.len() == 1;
+        if ours {
+            println!(
+                "{d} is laid out for Terra already (BIOS boot, EFI system, {label}): nothing to do"
+            );
+            return Ok(Outcome::AlreadyLaidOut);
+        }
+        bail!(
+            "{d} has a partition table ({} partitions): terra disk layout writes only a blank disk and deletes nothing; make an ext4 partition labelled {label} yourself (mkfs.ext4 -L {label}), or wipe the disk first if nothing on it is needed (wipefs -a {d})",
+            t.parts.len()
+        );
+    }
+    let size = table::disk_bytes(disk)?;
+    if size < min_bytes(esp_mib) {
+        bail!(
+            "{d} is {}: too small for Terra's layout (1 MiB BIOS boot, {esp_mib} MiB EFI system partition, at least {MIN_TERRA_MIB} MiB for {label}, and the partition tables: {} in all)",
+            mib(size),
+            mib(min_bytes(esp_mib))
+        );
+    }
+    let head = read_at(disk, 0, MIB as usize)?;
+    let tail = read_at(disk, size - MIB, MIB as usize)?;
+    if head.iter().chain(tail.iter()).any(|&b| b != 0) {
+        bail!("{d} is not blank: its first or last MiB holds data (a filesystem or a partition table terra does not know; blkid {d} says what), and terra disk layout deletes nothing; wipe it first if nothing on it is needed (wipefs -a {d})");
+    }
+    let script = script(esp_mib, label);
+    println!(
+        "{d} ({}): GPT with 1: BIOS boot (1 MiB), 2: EFI system ({esp_mib} MiB, FAT32), 3: {label} (ext4 labelled {label}, {})",
+        mib(size),
+        mib(size - min_bytes(esp_mib) + MIN_TERRA_MIB * MIB)
+    );
+    if dry_run {
+        return Ok(Outcome::Made);
+    }
+    table::sfdisk(disk, &[], &script)?;
+    let t = table::read(disk)?.context("the partition table sfdisk just wrote")?;
+    let [_, esp_part, terra] = t.parts.as_slice() else {
+        bail!("sfdisk wrote {} partitions on {d}, not 3", t.parts.len());
+    };
+    esp::format(disk, esp_part)?;
+    mkfs_ext4(disk, terra, label)?;
+    println!("{d}: laid out; next: terra --device <partition 3> install REF, then terra bootloader install {d}");
+    Ok(Outcome::Made)
+}
+
+/// mkfs.ext4 on the partition: through its device node on a block device
+/// (the kernel was told of it by sfdisk), at its offset in an image file.
+fn mkfs_ext4(disk: &Path, part: &Part, label: &str) -> Result<()> {
+    let mut cmd = Command::new("mkfs.ext4");
+    cmd.args(["-q", "-L", label]).stdin(Stdio::null());
+    let is_block = std::fs::metadata(disk)?.file_type().is_block_device();
+    if is_block {
+        let node = Path::new(&part.node);
+        // devtmpfs makes the node when the kernel learns of the partition.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !node.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cmd.arg(node);
+    } else {
+        // -F: mkfs.ext4 asks before writing into a file that holds a
+        // partition table, which is the point here.
+        cmd.arg("-F")
+            .arg("-E")
+            .arg(format!("offset={}", part.offset()))
+            .arg(disk)
+            .arg(format!("{}k", part.bytes() / 1024));
+    }
+    let out = cmd.output().context("running mkfs.ext4 (e2fsprogs)")?;
+    if !out.status.success() {
+        bail!(
+            "mkfs.ext4 on {}: {}",
+            part.node,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_script_has_three_partitions_from_1_mib() {
+        let s = script(64, "terra");
+        assert!(s.starts_with("label: gpt\n"));
+        assert!(s.contains(&format!("start=2048, size=2048, type={GPT_BIOS_BOOT}")));
+        assert!(s.contains(&format!("start=4096, size=131072, type={GPT_ESP}")));
+        assert!(s.contains(&format!("start=135168, type={GPT_LINUX}, name=\"terra\"")));
+        assert_eq!(min_bytes(64), 323 * MIB);
+    }
+}

@@ -1,0 +1,46 @@
+//! `terra disk layout DISK`: a blank disk laid out for Terra in one step
+//! (see `crate::bootdisk::layout`).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+
+use super::Global;
+
+/// Prepare a disk for Terra.
+#[derive(Debug, Args)]
+pub struct DiskArgs {
+    #[command(subcommand)]
+    pub command: DiskCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DiskCommand {
+    Layout(LayoutArgs),
+}
+
+/// Lay out a blank disk: GPT with a BIOS boot partition (1 MiB), an EFI
+/// system partition (64 MiB, FAT32) and the rest as an ext4 partition
+/// labelled terra. Only a blank disk is written (no partition table, zeros
+/// in its first and last MiB); a disk laid out so already is left alone.
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// The whole disk (/dev/sda, /dev/nvme0n1, disk.img).
+    pub disk: PathBuf,
+    /// Say what would be made, write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn run(g: &Global, a: DiskArgs) -> Result<()> {
+    if g.root.is_some() || g.device.is_some() {
+        bail!("terra disk takes the disk as its argument, not --root or --device");
+    }
+    match a.command {
+        DiskCommand::Layout(a) => {
+            crate::bootdisk::layout::layout(&a.disk, &g.label, a.dry_run)?;
+            Ok(())
+        }
+    }
+}
