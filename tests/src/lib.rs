@@ -5,8 +5,8 @@
 //! what the benchmarks print ([`stats`]).
 
 pub mod boot;
-pub mod buildah;
 pub mod bootdisk;
+pub mod buildah;
 pub mod disk;
 pub mod grubdisk;
 pub mod initramfs;
