@@ -41,6 +41,9 @@ pub struct VmConfig {
     pub echo: bool,
     /// QEMU's machine type.
     pub machine: Machine,
+    /// A virtio NIC on QEMU's user network with these extra `-netdev user`
+    /// options (`hostfwd=tcp:127.0.0.1:PORT-:22,hostname=NAME`); `None`: no NIC.
+    pub user_net: Option<String>,
 }
 
 /// The emulated machine.
@@ -90,6 +93,7 @@ impl VmConfig {
             qmp_dir: None,
             echo: false,
             machine: Machine::default(),
+            user_net: None,
         }
     }
 
@@ -125,6 +129,14 @@ impl VmConfig {
     /// Opens a QMP monitor on a unix socket in `dir`.
     pub fn qmp(mut self, dir: impl Into<PathBuf>) -> Self {
         self.qmp_dir = Some(dir.into());
+        self
+    }
+
+    /// Adds a virtio NIC on QEMU's user network (DHCP and DNS inside QEMU;
+    /// the guest reaches the host's loopback as 10.0.2.2); `options` are
+    /// extra `-netdev user` options, e.g. `hostfwd=tcp:127.0.0.1:2222-:22`.
+    pub fn user_net(mut self, options: &str) -> Self {
+        self.user_net = Some(options.to_string());
         self
     }
 
@@ -191,6 +203,19 @@ impl VmConfig {
                 ),
                 "-device".into(),
                 format!("virtio-blk-pci,drive=disk{i}"),
+            ]);
+        }
+        if let Some(options) = &self.user_net {
+            let netdev = if options.is_empty() {
+                "user,id=net0".to_string()
+            } else {
+                format!("user,id=net0,{options}")
+            };
+            args.extend([
+                "-netdev".into(),
+                netdev,
+                "-device".into(),
+                "virtio-net-pci,netdev=net0".into(),
             ]);
         }
         if let Some(sock) = self.qmp_socket() {

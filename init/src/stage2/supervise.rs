@@ -267,7 +267,7 @@ impl<'e, 'k> Supervisor<'e, 'k> {
         }
     }
 
-    /// Tries the ready sockets; says whether a service became ready.
+    /// Tries the ready checks; says whether a service became ready.
     fn check_ready(&mut self) -> bool {
         let (env, now) = (self.env, self.now());
         let mut any = false;
@@ -277,13 +277,12 @@ impl<'e, 'k> Supervisor<'e, 'k> {
             else {
                 continue;
             };
-            if env.kernel.connects(&ready.socket) {
+            if let Some(what) = ready.check(env.kernel) {
                 s.ready = true;
                 any = true;
                 log::info!(
-                    "{} is ready: {} answers, {} ms after start (uptime {:.3} s)",
+                    "{} is ready: {what}, {} ms after start (uptime {:.3} s)",
                     s.spec.name,
-                    ready.socket.display(),
                     now.saturating_duration_since(since).as_millis(),
                     super::secs(env.kernel.uptime())
                 );
