@@ -32,6 +32,30 @@ pub fn console_command(path: &Path) -> Command {
     cmd
 }
 
+/// Unblocks every signal in the child between fork and exec. PID 1 blocks
+/// the signals it reads from its signalfd; in the running system the
+/// services inherited that mask (seen in /proc/PID/status under QEMU:
+/// dropbear, with SIGCHLD blocked, never noticed its session's shell end,
+/// and SIGTERM at shutdown went unseen), so the mask is cleared here rather
+/// than trusted to std.
+#[allow(unsafe_code)]
+pub fn clear_signal_mask_in_child(cmd: &mut Command) {
+    // SAFETY: the closure runs in the child between fork and exec, where only
+    // async-signal-safe functions may be called: sigemptyset(3) and
+    // sigprocmask(2) are, and nothing is allocated or locked.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            if libc::sigemptyset(set.as_mut_ptr()) != 0
+                || libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) != 0
+            {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 nix::ioctl_read_bad!(get_flags, libc::SIOCGIFFLAGS, libc::ifreq);
 nix::ioctl_write_ptr_bad!(set_flags, libc::SIOCSIFFLAGS, libc::ifreq);
 

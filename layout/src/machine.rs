@@ -105,10 +105,14 @@ impl Default for Services {
 impl MachineConfig {
     /// Parses and checks a config file's text.
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        serde_json::from_str(text).map_err(|e| ConfigError {
-            line: e.line(),
-            column: e.column(),
-            message: strip_position(&e.to_string()),
+        serde_json::from_str(text).map_err(|e| {
+            let message = strip_position(&e.to_string());
+            let (line, column) = value_position(text, (e.line(), e.column()), &message);
+            ConfigError {
+                line,
+                column,
+                message,
+            }
         })
     }
 
@@ -203,6 +207,40 @@ pub fn choose(file: Result<Option<&str>, String>, last_good: Option<&str>) -> Ch
             problem: Some(problem),
         },
     }
+}
+
+/// Where the refused value ends. serde_json reports a value refused inside
+/// a list at the list's end (`]`), which may be lines later; our checked
+/// types say `found "VALUE"`, so the value is looked for backwards from
+/// there and its own line given.
+fn value_position(text: &str, (line, column): (usize, usize), message: &str) -> (usize, usize) {
+    let Some(found) = message
+        .rsplit_once(", found ")
+        .and_then(|(_, f)| serde_json::from_str::<String>(f).ok())
+    else {
+        return (line, column);
+    };
+    let Ok(quoted) = serde_json::to_string(&found) else {
+        return (line, column);
+    };
+    // The byte offset of serde_json's position (line and column are 1-based).
+    let offset: usize = text
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum::<usize>()
+        + column;
+    let Some(start) = text
+        .get(..offset.min(text.len()))
+        .and_then(|t| t.rfind(&quoted))
+    else {
+        return (line, column);
+    };
+    let end = start + quoted.len();
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let column = end - before.rfind('\n').map_or(0, |i| i + 1);
+    (line, column)
 }
 
 /// serde_json appends " at line L column C", which our error says first.

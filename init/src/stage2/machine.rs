@@ -153,7 +153,10 @@ fn network_spec(script: &Path, c: &MachineConfig) -> Spec {
     let env = BTreeMap::from([
         ("TERRA_DHCP".to_string(), flag(c.dhcp)),
         // Given names and name servers win over the lease's.
-        ("TERRA_KEEP_HOSTNAME".to_string(), flag(c.hostname.is_some())),
+        (
+            "TERRA_KEEP_HOSTNAME".to_string(),
+            flag(c.hostname.is_some()),
+        ),
         ("TERRA_KEEP_DNS".to_string(), flag(!c.dns.is_empty())),
     ]);
     spec(

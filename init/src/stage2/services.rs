@@ -305,15 +305,25 @@ mod tests {
         assert_eq!(s.env.get("A").map(String::as_str), Some("1"));
         assert!(s.after.is_empty());
         assert_eq!(s.restart, Restart::OnFailure);
-        assert_eq!(s.ready.unwrap(), Ready::Socket(PathBuf::from("/run/e.sock")));
+        assert_eq!(
+            s.ready.unwrap(),
+            Ready::Socket(PathBuf::from("/run/e.sock"))
+        );
         assert_eq!(s.stop_timeout, 3);
     }
 
     #[test]
     fn a_service_may_be_ready_when_a_file_exists() {
-        let s = parse("n", r#"{"argv":["/n"],"ready":{"file":"/run/terra/network/ready"}}"#).unwrap();
+        let s = parse(
+            "n",
+            r#"{"argv":["/n"],"ready":{"file":"/run/terra/network/ready"}}"#,
+        )
+        .unwrap();
         let ready = s.ready.unwrap();
-        assert_eq!(ready, Ready::File(PathBuf::from("/run/terra/network/ready")));
+        assert_eq!(
+            ready,
+            Ready::File(PathBuf::from("/run/terra/network/ready"))
+        );
         let k = crate::kernel::fake::Fake::failing(&["test -e /run/terra/network/ready"]);
         assert_eq!(ready.check(&k), None);
         let k = crate::kernel::fake::Fake::default();

@@ -1,6 +1,7 @@
 use super::*;
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3cRIuq5RixcFdgbtqC6dmUKAbh8BbG6LrHsXoKrbv me@host";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3cRIuq5RixcFdgbtqC6dmUKAbh8BbG6LrHsXoKrbv me@host";
 
 #[test]
 fn an_empty_config_means_dhcp_and_sshd() {
@@ -81,7 +82,10 @@ fn bad_input_names_the_line_and_what_was_expected() {
         assert_eq!(e.line, line, "{text}: {e}");
         assert!(e.message.contains(expected), "{text}: {e}");
         assert!(!e.message.contains(" at line "), "{e}");
-        assert!(e.to_string().starts_with(&format!("line {line}, column ")), "{e}");
+        assert!(
+            e.to_string().starts_with(&format!("line {line}, column ")),
+            "{e}"
+        );
     }
 }
 

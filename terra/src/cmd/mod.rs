@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, each with its args and `run`.
 
+mod config;
 mod default;
 mod gc;
 mod install;
@@ -78,6 +79,7 @@ impl Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Install(install::InstallArgs),
+    Config(config::ConfigArgs),
     List(list::ListArgs),
     Logs(logs::LogsArgs),
     Default(default::DefaultArgs),
@@ -95,6 +97,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Install(a) => install::run(g, a, hooks),
+        Command::Config(a) => config::run(g, a),
         Command::List(a) => list::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Default(a) => default::run(g, a),

@@ -76,6 +76,7 @@ pub fn spawn(cmd: &Spawn) -> io::Result<Spawned> {
             .stdout(Stdio::from(write))
             .stderr(Stdio::from(write2))
             .process_group(0);
+        crate::sys::clear_signal_mask_in_child(&mut c);
         c.spawn()?
         // `c` is dropped here, closing our copies of the pipe's write end,
         // so the reader sees EOF when the service (and its children) end.
@@ -168,6 +169,36 @@ mod tests {
             WaitStatus::Exited(p, 3) => assert_eq!(p.as_raw(), s.pid.0),
             other => panic!("{other:?}"),
         }
+    }
+
+    /// PID 1 blocks the signals it reads from its signalfd; a service must
+    /// not inherit that mask (dropbear, blocked SIGCHLD, never saw its
+    /// session's shell end, and SIGTERM at shutdown went unseen).
+    #[test]
+    fn a_service_starts_with_no_signal_blocked() {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.add(Signal::SIGTERM);
+        mask.thread_block().unwrap();
+        let cmd = Spawn {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "grep SigBlk /proc/self/status".into(),
+            ],
+            env: Default::default(),
+            cwd: "/".into(),
+        };
+        let s = spawn(&cmd).unwrap();
+        let mut out = String::new();
+        s.output.unwrap().read_to_string(&mut out).unwrap();
+        mask.thread_unblock().unwrap();
+        let _ = waitpid(nix_pid(s.pid), None);
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{out}"
+        );
     }
 
     #[test]

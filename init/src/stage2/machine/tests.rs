@@ -3,7 +3,8 @@ use crate::env::Paths;
 use crate::kernel::fake::Fake;
 use std::time::Instant;
 
-const KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3cRIuq5RixcFdgbtqC6dmUKAbh8BbG6LrHsXoKrbv me@host";
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3cRIuq5RixcFdgbtqC6dmUKAbh8BbG6LrHsXoKrbv me@host";
 
 fn paths(dir: &Path) -> Paths {
     Paths {
@@ -81,7 +82,10 @@ fn dhcp_by_default_static_when_configured() {
     assert_eq!(net.env["TERRA_DHCP"], "1");
     assert_eq!(net.env["TERRA_KEEP_HOSTNAME"], "0");
     assert_eq!(net.ready, Some(Ready::File(NETWORK_READY.into())));
-    assert!(net.after.is_empty(), "the network must not wait for containerd");
+    assert!(
+        net.after.is_empty(),
+        "the network must not wait for containerd"
+    );
     assert_eq!(
         specs[1].argv[2],
         dir.path().join("part/config/ssh").display().to_string()
