@@ -211,7 +211,7 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     assert!(
         has(
             &console,
-            "terra: machine config: config/machine.json: line 2, column 25: expected a host name"
+            "terra: machine config: config/machine.json: line 2, column 24: expected a host name"
         ) && has(
             &console,
             "using the last good one (config/machine.last-good.json)"
@@ -248,5 +248,37 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     assert!(facts.contains("no-dhcp"), "{facts}");
     poweroff(&mut vm, &c, port)?;
     osimage::fsck_clean(&disk)?;
+    Ok(())
+}
+
+/// The same way in on the Terra kernel (virtio_net built in, no modules):
+/// DHCP gives the address and the name server, ssh runs `ctr version`.
+#[test]
+fn terra_kernel_dhcp_and_ssh() -> Result<()> {
+    let s = Scenario::new()?;
+    let k = terra_tests::kernel::kernel()?;
+    let (initrd, _) = terra_tests::kernel::initramfs(s.tools, k, s.dir.path())?;
+    let c = Client::new(s.dir.path())?;
+    let key = c.public_key()?;
+    let tree = osimage::partition_tree(&s.path("tree"), osimage::os_image()?, &["v1"])?;
+    std::fs::create_dir_all(tree.join("config"))?;
+    std::fs::write(
+        tree.join("config/machine.json"),
+        format!("{{\"ssh_authorized_keys\": [\"{key}\"]}}\n"),
+    )?;
+    let disk = s.path("disk.img");
+    disk::ext4_image(&tree, "terra", &disk, osimage::DISK_MIB)?;
+    let port = free_port()?;
+    let cfg = s
+        .vm_on(&k.image, &initrd, &[&disk], "osimage.hook=stay")
+        .memory_mb(1024)
+        .user_net(&format!("hostfwd=tcp:127.0.0.1:{port}-:22"));
+    let mut vm = Vm::start(&cfg)?;
+    vm.wait_for(&format!("Linux version {} ", k.version), BOOT)?;
+    vm.wait_for("terra: network: eth0: bound 10.0.2.15/24", BOOT)?;
+    let out = c.run(port, "ctr version; cat /etc/resolv.conf", BOOT)?;
+    assert!(out.contains("Server:"), "{out}");
+    assert!(out.contains("nameserver 10.0.2.3"), "{out}");
+    poweroff(&mut vm, &c, port)?;
     Ok(())
 }
