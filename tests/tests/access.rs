@@ -4,9 +4,11 @@
 //!
 //! One disk, three boots, each checking several things:
 //! 1. DHCP: the lease's address, name server and host name; ssh with the
-//!    configured key runs `ctr version`; a password login is refused.
-//! 2. A bad config on the partition: the last good one is used and the log
-//!    says why; version v2 boots with the same ssh host key.
+//!    configured key runs `ctr version`; a password login is refused; in
+//!    the guest, `terra install` of v2 from a registry on the host
+//!    (10.0.2.2), `terra default v2`, `terra reboot`.
+//! 2. v2 boots; a bad config on the partition: the last good one is used
+//!    and the log says why; the ssh host key is the same.
 //! 3. A static address, name server and host name from the config.
 
 use std::net::TcpListener;
@@ -20,6 +22,7 @@ use terra_tests::boot::{tail, Scenario};
 use terra_tests::disk;
 use terra_tests::initramfs::Flavor;
 use terra_tests::osimage;
+use terra_tests::registry::Registry;
 
 const BOOT: Duration = Duration::from_secs(240);
 
@@ -52,9 +55,14 @@ impl Client {
 
     /// `ssh … root@127.0.0.1 COMMAND` with `extra` options.
     fn ssh(&self, port: u16, extra: &[&str], command: &str) -> Output {
-        // timeout(1): a session that never ends must fail the test, not hang it.
+        self.ssh_for(60, port, extra, command)
+    }
+
+    /// The same, given `limit` seconds: timeout(1), so that a session that
+    /// never ends fails the test instead of hanging it.
+    fn ssh_for(&self, limit: u32, port: u16, extra: &[&str], command: &str) -> Output {
         let mut cmd = Command::new("timeout");
-        cmd.args(["60", "ssh", "-p", &port.to_string(), "-i"])
+        cmd.args([&limit.to_string(), "ssh", "-p", &port.to_string(), "-i"])
             .arg(&self.key)
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
@@ -144,8 +152,12 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     let c = Client::new(s.dir.path())?;
     let key = c.public_key()?;
     let image = osimage::os_image()?;
-    let tree = osimage::partition_tree(&s.path("tree"), image, &["v1", "v2"])?;
+    let tree = osimage::partition_tree(&s.path("tree"), image, &["v1"])?;
     std::fs::create_dir_all(tree.join("config"))?;
+    // v2, the same image, waits in a registry on the host's loopback.
+    let registry = Registry::start()?;
+    registry.push(&image.oci, "latest", "terra")?;
+    let remote = registry.addr.replace("127.0.0.1", "10.0.2.2");
     // No hostname: the lease's is used.
     let dhcp_config = format!("{{\n  \"ssh_authorized_keys\": [\"{key}\"]\n}}\n");
     std::fs::write(tree.join("config/machine.json"), &dhcp_config)?;
@@ -189,7 +201,27 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     assert!(err.contains("Permission denied (publickey)"), "{err}");
     let host_key = std::fs::read_to_string(&c.known_hosts)?;
     assert!(host_key.contains("ssh-ed25519"), "{host_key}");
-    poweroff(&mut vm, &c, port)?;
+    // Updating from the host itself.
+    let install = c.ssh_for(
+        600,
+        port,
+        &[],
+        &format!(
+            "terra install --insecure-registry {remote} {remote}/terra:latest --name v2 && terra default v2 && terra list"
+        ),
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&install.stdout),
+        String::from_utf8_lossy(&install.stderr)
+    );
+    assert!(
+        install.status.success(),
+        "terra install in the guest:\n{said}"
+    );
+    let _ = c.ssh(port, &[], "terra reboot");
+    vm.wait_for("terra: rebooting", Duration::from_secs(60))?;
+    vm.expect_poweroff(Duration::from_secs(30))?;
     let console = vm.console.lines();
     assert!(
         has(&console, "terra: sshd: made the ed25519 host key"),
@@ -197,12 +229,19 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
         tail(&console)
     );
 
-    // 2. A bad config: the last good one (the keys above) is used; v2
-    // boots with the same host key (known_hosts is strict from now on).
+    // 2. v2 is the default now. A bad config: the last good one (the keys
+    // above) is used; the host key is the same (known_hosts is strict from
+    // now on).
     put_config(&disk, s.dir.path(), "{\n  \"hostname\": \"bad name\"\n}\n")?;
-    let mut vm = boot(&s, &disk, "terra.version=v2", &net)?;
+    let mut vm = boot(&s, &disk, "", &net)?;
     let booted = c.run(port, "cat /run/terra/boot.json", BOOT)?;
     assert!(booted.contains("\"v2\""), "{booted}");
+    let console = vm.console.lines();
+    assert!(
+        has(&console, "terra: booting version v2 (default"),
+        "{}",
+        tail(&console)
+    );
     let strict = c.ssh(port, &["-o", "StrictHostKeyChecking=yes"], "true");
     assert!(strict.status.success(), "host key changed: {strict:?}");
     assert_eq!(std::fs::read_to_string(&c.known_hosts)?, host_key);
