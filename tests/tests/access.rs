@@ -242,6 +242,12 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
         "{}",
         tail(&console)
     );
+    // A lease renewal (udhcpc renews on SIGUSR1) keeps the address and route.
+    c.run(port, "kill -USR1 $(pidof udhcpc)", BOOT)?;
+    vm.wait_for("terra: network: eth0: renew 10.0.2.15/24", BOOT)?;
+    let route = c.run(port, "ip -4 addr show eth0; ip -4 route", BOOT)?;
+    assert!(route.contains("inet 10.0.2.15/24"), "{route}");
+    assert!(route.contains("default via 10.0.2.2 dev eth0"), "{route}");
     let strict = c.ssh(port, &["-o", "StrictHostKeyChecking=yes"], "true");
     assert!(strict.status.success(), "host key changed: {strict:?}");
     assert_eq!(std::fs::read_to_string(&c.known_hosts)?, host_key);

@@ -79,3 +79,42 @@ fn config_set_puts_a_checked_file_on_the_partition() {
         text.trim_end()
     );
 }
+
+#[test]
+fn install_config_is_checked_first_and_written_with_the_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    add_v1(&mut layout);
+    let root = empty_partition(tmp.path());
+    let r = root.to_str().unwrap();
+    let reference = layout.reference("v1");
+
+    let bad = tmp.path().join("bad.json");
+    fs::write(&bad, "{\"dns\": [\"10.0.2.3/24\"]}").unwrap();
+    let err = fails(&install_args(
+        r,
+        &reference,
+        &["--config", bad.to_str().unwrap()],
+    ));
+    assert!(
+        err.contains("bad.json is not a valid machine config: line 1, column"),
+        "{err}"
+    );
+    assert!(
+        !root.join("ov/metadata.db").exists(),
+        "installed despite a bad config"
+    );
+
+    let good = tmp.path().join("good.json");
+    fs::write(&good, "{\"hostname\": \"node-1\"}\n").unwrap();
+    ok(&install_args(
+        r,
+        &reference,
+        &["--config", good.to_str().unwrap()],
+    ));
+    assert!(meta(&root).versions.contains_key("v1"));
+    assert_eq!(
+        fs::read_to_string(root.join("config/machine.json")).unwrap(),
+        "{\"hostname\": \"node-1\"}\n"
+    );
+}

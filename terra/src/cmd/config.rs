@@ -37,13 +37,7 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<()> {
         Action::Set { file } => {
             let text = check(&file)?;
             let target = g.open(crate::target::Access::Write)?;
-            let dest = target.part.machine_config();
-            if let Some(dir) = dest.parent() {
-                std::fs::create_dir_all(dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-            }
-            terra_layout::atomic::write_atomic(&dest, text.as_bytes())
-                .with_context(|| format!("writing {}", dest.display()))?;
+            put(&target.part, &text)?;
             log::info!(
                 "machine config set from {} (used from the next boot)",
                 file.display()
@@ -68,8 +62,19 @@ pub fn run(g: &Global, a: ConfigArgs) -> Result<()> {
     }
 }
 
+/// Writes a checked config as the partition's `config/machine.json`,
+/// atomically (a crash leaves the old file or the new one).
+pub fn put(part: &terra_layout::Partition, text: &str) -> Result<()> {
+    let dest = part.machine_config();
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    terra_layout::atomic::write_atomic(&dest, text.as_bytes())
+        .with_context(|| format!("writing {}", dest.display()))
+}
+
 /// Reads and checks FILE; returns its text.
-fn check(file: &Path) -> Result<String> {
+pub fn check(file: &Path) -> Result<String> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     MachineConfig::parse(&text)
