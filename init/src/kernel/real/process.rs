@@ -173,7 +173,11 @@ mod tests {
 
     /// PID 1 blocks the signals it reads from its signalfd; a service must
     /// not inherit that mask (dropbear, blocked SIGCHLD, never saw its
-    /// session's shell end, and SIGTERM at shutdown went unseen).
+    /// session's shell end, and SIGTERM at shutdown went unseen). In this
+    /// dynamically linked test binary std already clears the mask, so this
+    /// passes even without `sys::clear_signal_mask_in_child`; the static
+    /// PID 1 under QEMU did not, and `tests/tests/access.rs` (ssh sessions
+    /// that never ended) is the test that failed before the fix.
     #[test]
     fn a_service_starts_with_no_signal_blocked() {
         let mut mask = SigSet::empty();
