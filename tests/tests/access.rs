@@ -327,3 +327,56 @@ fn terra_kernel_dhcp_and_ssh() -> Result<()> {
     poweroff(&mut vm, &c, port)?;
     Ok(())
 }
+
+/// A cloud-init NoCloud seed (a FAT filesystem labelled cidata, as
+/// `cloud-localds -f vfat` makes it) on a second disk sets the host name
+/// (over the lease's) and the ssh key; the machine config has neither.
+#[test]
+fn a_nocloud_seed_sets_the_hostname_and_the_key() -> Result<()> {
+    let s = Scenario::new()?;
+    let c = Client::new(s.dir.path())?;
+    let key = c.public_key()?;
+    let tree = osimage::partition_tree(&s.path("tree"), osimage::os_image()?, &["v1"])?;
+    let disk = s.path("disk.img");
+    disk::ext4_image(&tree, "terra", &disk, osimage::DISK_MIB)?;
+    let seed = s.path("seed.img");
+    std::fs::File::create(&seed)?.set_len(2 << 20)?;
+    disk::run(Command::new("mkfs.vfat").args(["-n", "cidata"]).arg(&seed))?;
+    let meta = s.path("meta-data");
+    std::fs::write(
+        &meta,
+        "instance-id: terra-test\nlocal-hostname: seed-host\n",
+    )?;
+    let user = s.path("user-data");
+    std::fs::write(
+        &user,
+        format!("#cloud-config\nssh_authorized_keys:\n  - {key}\n"),
+    )?;
+    disk::run(
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(&seed)
+            .arg(&meta)
+            .arg(&user)
+            .arg("::"),
+    )?;
+    let port = free_port()?;
+    let initrd = s.initramfs(Flavor::Vm)?;
+    let cfg = s
+        .vm(&initrd, &[&disk, &seed], "osimage.hook=stay")
+        .memory_mb(1024)
+        .user_net(&format!(
+            "hostfwd=tcp:127.0.0.1:{port}-:22,hostname=lease-host"
+        ));
+    let mut vm = Vm::start(&cfg)?;
+    vm.wait_for(
+        "terra: nocloud: NoCloud seed on /dev/vdb: hostname seed-host, 1 ssh key(s)",
+        BOOT,
+    )?;
+    vm.wait_for("terra: network: eth0: bound 10.0.2.15/24", BOOT)?;
+    let out = c.run(port, "hostname; ctr version", BOOT)?;
+    assert!(out.starts_with("seed-host\n"), "{out}");
+    assert!(out.contains("Server:"), "{out}");
+    poweroff(&mut vm, &c, port)?;
+    Ok(())
+}

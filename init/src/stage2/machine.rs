@@ -24,6 +24,8 @@ pub const NETWORK_SCRIPT: &str = "usr/lib/terra/network";
 pub const NETWORK_READY: &str = "/run/terra/network/ready";
 /// The sshd service's script (dropbear, key-only).
 pub const SSHD_SCRIPT: &str = "usr/lib/terra/sshd";
+/// The CLI, whose `terra nocloud` applies a cloud-init NoCloud seed.
+pub const TERRA_CLI: &str = "usr/bin/terra";
 
 /// Reads the config from the partition (the last good one when the file is
 /// bad, saying why), and keeps a good file as the last good one.
@@ -108,8 +110,9 @@ pub fn apply(env: &Env, c: &MachineConfig) {
     write_file(&ssh.join("authorized_keys"), &keys, 0o600);
 }
 
-/// Terra's services for this config: `network` and `sshd`, each only when
-/// the image carries its script.
+/// Terra's services for this config: `network`, `sshd` and `nocloud` (a
+/// cloud-init seed's host name and keys), each only when the image carries
+/// its script or the `terra` CLI.
 pub fn services(env: &Env, c: &MachineConfig) -> Vec<Spec> {
     let mut out = Vec::new();
     let network = in_root(env, NETWORK_SCRIPT);
@@ -137,6 +140,14 @@ pub fn services(env: &Env, c: &MachineConfig) -> Vec<Spec> {
             Restart::Always,
             None,
         ));
+    }
+    let terra = in_root(env, TERRA_CLI);
+    if env.kernel.exists(&terra) {
+        let mut argv = vec![terra.display().to_string(), "nocloud".to_string()];
+        if c.hostname.is_some() {
+            argv.push("--keep-hostname".into());
+        }
+        out.push(spec("nocloud", argv, BTreeMap::new(), Restart::Never, None));
     }
     out
 }

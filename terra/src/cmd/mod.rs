@@ -6,6 +6,7 @@ mod gc;
 mod install;
 mod list;
 mod logs;
+mod nocloud;
 mod power;
 mod remove;
 mod rollback;
@@ -86,6 +87,7 @@ pub enum Command {
     Remove(remove::RemoveArgs),
     Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
+    Nocloud(nocloud::NocloudArgs),
     Unpack(unpack::UnpackArgs),
     /// Power the machine off (asks PID 1, Terra's init, with SIGTERM).
     Poweroff,
@@ -104,6 +106,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Remove(a) => remove::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
+        Command::Nocloud(a) => nocloud::run(a),
         Command::Unpack(a) => unpack::run(g, a),
         Command::Poweroff => power::run(power::Action::Poweroff),
         Command::Reboot => power::run(power::Action::Reboot),

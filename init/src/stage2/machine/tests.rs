@@ -76,7 +76,8 @@ fn dhcp_by_default_static_when_configured() {
     let env = Env::new(paths(dir.path()), &k, Instant::now());
     let specs = services(&env, &MachineConfig::default_config());
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["network", "sshd"]);
+    assert_eq!(names, ["network", "sshd", "nocloud"]);
+    assert_eq!(specs[2].argv[1..], ["nocloud"]);
     let net = &specs[0];
     assert_eq!(net.argv.len(), 2, "{:?}", net.argv);
     assert_eq!(net.env["TERRA_DHCP"], "1");
@@ -98,7 +99,13 @@ fn dhcp_by_default_static_when_configured() {
     )
     .unwrap();
     let specs = services(&env, &c);
-    assert_eq!(specs.len(), 1, "sshd is off");
+    assert_eq!(specs.len(), 2, "sshd is off");
+    assert_eq!(specs[1].name, "nocloud");
+    assert_eq!(
+        specs[1].argv[1..],
+        ["nocloud"],
+        "no hostname in this config"
+    );
     assert_eq!(
         specs[0].argv[2..],
         ["eth0=10.0.2.50/24,10.0.2.2", "eth1=192.168.1.2/24"]
@@ -110,7 +117,11 @@ fn dhcp_by_default_static_when_configured() {
 #[test]
 fn no_service_without_its_script() {
     let dir = setup();
-    let k = Fake::failing(&["usr/lib/terra/network", "usr/lib/terra/sshd"]);
+    let k = Fake::failing(&[
+        "usr/lib/terra/network",
+        "usr/lib/terra/sshd",
+        "usr/bin/terra",
+    ]);
     let env = Env::new(paths(dir.path()), &k, Instant::now());
     assert!(services(&env, &MachineConfig::default_config()).is_empty());
 }
