@@ -48,13 +48,14 @@ pub fn run(a: NocloudArgs) -> Result<()> {
         None => match find_seed(&a.sys_block)? {
             Some(d) => d,
             None => {
-                log::info!("no NoCloud seed (no FAT filesystem labelled cidata)");
+                // stdout, not the log: stage 2 prefixes it with the service's name.
+                println!("no NoCloud seed (no FAT filesystem labelled cidata)");
                 return Ok(());
             }
         },
     };
     let seed = read_seed(&device)?;
-    log::info!(
+    println!(
         "NoCloud seed on {}: hostname {}, {} ssh key(s)",
         device.display(),
         seed.hostname.as_ref().map_or("none", |h| h.as_str()),
