@@ -29,6 +29,7 @@ pub mod bootlog;
 pub mod cmdline;
 pub mod initramfs;
 pub mod lock;
+pub mod machine;
 pub mod odisk;
 pub mod partition;
 pub mod probe;

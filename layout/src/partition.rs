@@ -89,6 +89,21 @@ impl Partition {
         self.root.join("tmp")
     }
 
+    /// The machine config, shared by every version (`machine`).
+    pub fn machine_config(&self) -> PathBuf {
+        self.root.join(crate::machine::MACHINE_CONFIG)
+    }
+
+    /// The last machine config stage 2 read without error.
+    pub fn machine_last_good(&self) -> PathBuf {
+        self.root.join(crate::machine::LAST_GOOD)
+    }
+
+    /// sshd's host keys, made on the first boot and kept across versions.
+    pub fn ssh_host_keys(&self) -> PathBuf {
+        self.root.join(crate::machine::SSH_HOST_KEYS)
+    }
+
     pub fn vlc_dir(&self) -> PathBuf {
         self.root.join("vlc")
     }

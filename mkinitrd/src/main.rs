@@ -42,7 +42,7 @@ pub struct Cli {
     )]
     pub modules: Vec<String>,
 
-    /// The default set of modules: `vm` (virtio_pci, virtio_blk, overlay),
+    /// The default set of modules: `vm` (virtio_pci, virtio_blk, overlay, virtio_net),
     /// `server` (also virtio_scsi, nvme, ahci, sd_mod, xhci_pci, usb_storage,
     /// uas, ext4, each if this kernel has it as a module) or `none`.
     #[arg(long, value_enum, value_name = "SET", default_value = "server")]

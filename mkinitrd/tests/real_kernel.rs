@@ -89,7 +89,10 @@ fn vm_set_in_load_order() {
             "virtio_pci_legacy_dev",
             "virtio_pci",
             "virtio_blk",
-            "overlay"
+            "overlay",
+            "failover",
+            "net_failover",
+            "virtio_net"
         ]
     );
     // Every module comes after everything modules.dep says it needs.

@@ -57,6 +57,10 @@ struct Args {
     /// to add these words to its kernel command line for this boot.
     #[arg(long, value_name = "WORDS", requires = "disk_boot")]
     grub_append: Option<String>,
+    /// A virtio NIC on QEMU's user network, with extra `-netdev user`
+    /// options if given (e.g. hostfwd=tcp:127.0.0.1:2222-:22).
+    #[arg(long, value_name = "OPTIONS", num_args = 0..=1, default_missing_value = "")]
+    user_net: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -106,6 +110,9 @@ fn run(args: Args) -> Result<u8> {
     }
     if args.hot_add.is_some() {
         config = config.qmp(scratch.path());
+    }
+    if let Some(options) = &args.user_net {
+        config = config.user_net(options);
     }
     let mut vm = Vm::start(&config)?;
     if let Some(image) = &args.hot_add {

@@ -48,10 +48,9 @@ pub struct VmConfig {
     /// More QEMU arguments, added last: other disk interfaces (NVMe, USB),
     /// NICs (the Terra kernel's driver tests).
     pub extra_args: Vec<String>,
-    /// A virtio NIC on QEMU's user network (the guest is 10.0.2.15, the
-    /// host's loopback is 10.0.2.2), with these TCP forwards from the host's
-    /// 127.0.0.1:HOST to the guest's port: `(host, guest)`.
-    pub user_net: Option<Vec<(u16, u16)>>,
+    /// A virtio NIC on QEMU's user network with these extra `-netdev user`
+    /// options (`hostfwd=tcp:127.0.0.1:PORT-:22,hostname=NAME`); `None`: no NIC.
+    pub user_net: Option<String>,
     /// SeaBIOS (the default) or OVMF (UEFI).
     pub firmware: Firmware,
     /// Install media (a CD, a USB stick), booted before the disks.
@@ -125,15 +124,16 @@ impl VmConfig {
         self
     }
 
-    pub fn echo(mut self, on: bool) -> Self {
-        self.echo = on;
+    /// Adds a virtio NIC on QEMU's user network (DHCP and DNS inside QEMU;
+    /// the guest reaches the host's loopback as 10.0.2.2); `options` are
+    /// extra `-netdev user` options, e.g. `hostfwd=tcp:127.0.0.1:2222-:22`.
+    pub fn user_net(mut self, options: &str) -> Self {
+        self.user_net = Some(options.to_string());
         self
     }
 
-    /// A NIC on QEMU's user network, with `(host, guest)` TCP forwards
-    /// (the host side on 127.0.0.1 only).
-    pub fn user_net(mut self, forwards: &[(u16, u16)]) -> Self {
-        self.user_net = Some(forwards.to_vec());
+    pub fn echo(mut self, on: bool) -> Self {
+        self.echo = on;
         self
     }
 
@@ -239,11 +239,12 @@ impl VmConfig {
                 },
             ]);
         }
-        if let Some(forwards) = &self.user_net {
-            let mut netdev = "user,id=net0".to_string();
-            for (host, guest) in forwards {
-                netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
-            }
+        if let Some(options) = &self.user_net {
+            let netdev = if options.is_empty() {
+                "user,id=net0".to_string()
+            } else {
+                format!("user,id=net0,{options}")
+            };
             args.extend([
                 "-netdev".into(),
                 netdev,

@@ -49,7 +49,7 @@ fn cni_wireguard_criu_and_metrics_in_one_boot() -> Result<()> {
     let cfg = s
         .vm_on(&k.image, &initrd, &[&disk], &append)
         .memory_mb(1024)
-        .user_net(&[(exporter, 9100)]);
+        .user_net(&format!("hostfwd=tcp:127.0.0.1:{exporter}-:9100"));
     let mut vm = Vm::start(&cfg)?;
     vm.wait_for(&format!("{HOOK}metrics-ready"), BOOT)?;
 
@@ -78,7 +78,7 @@ fn cni_wireguard_criu_and_metrics_in_one_boot() -> Result<()> {
         eprintln!("{l}");
     }
 
-    assert_eq!(marker(&c, "testnet"), Some("up"), "{t}");
+    assert_eq!(marker(&c, "network"), Some("up"), "{t}");
     assert!(
         lines_with(&c, &format!("{HOOK}import-ok")).len() == 1,
         "{t}"

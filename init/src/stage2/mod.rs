@@ -7,8 +7,8 @@
 //! on a signal shuts the machine down in order.
 //!
 //! ```text
-//! block signals  ->  mounts table  ->  hostname, loopback
-//!   ->  containerd (+ /etc/terra/services/*.json)  ->  supervise until a signal
+//! block signals  ->  mounts table  ->  hostname, loopback  ->  machine config
+//!   ->  containerd, network, sshd (+ /etc/terra/services/*.json)  ->  supervise until a signal
 //!       (the health gate marks the version good, or reboots a failed trial)
 //!   ->  stop services, kill the rest, sync, unmount / remount ro, reboot(2)
 //! ```
@@ -21,6 +21,7 @@
 
 mod health;
 mod host;
+mod machine;
 mod mountinfo;
 mod mounts;
 mod services;
@@ -68,7 +69,12 @@ pub fn run(env: &Env, h: Handover) -> ! {
         mounts::in_background(scope, env, mounts::CONTAINER_HOST);
         t.step("hostname", || host::set_hostname(env));
         t.step("loopback", || host::loopback_up(env));
-        let specs = t.step("services", || services::load(env));
+        // The machine config after the image's hostname, so that its
+        // hostname wins.
+        let config = t.step("machine config", || machine::load(env));
+        t.step("apply config", || machine::apply(env, &config));
+        let terra = machine::services(env, &config);
+        let specs = t.step("services", || services::load(env, terra));
         if h.debug {
             for s in &specs {
                 log::info!("service {}: {:?}", s.name, s);

@@ -70,7 +70,7 @@ pub enum Restart {
 }
 
 /// How to tell that a service is ready (its dependents may start): one
-/// key, `{"socket": PATH}` or `{"tcp": "ADDR:PORT"}`.
+/// key, `{"socket": PATH}`, `{"tcp": "ADDR:PORT"}` or `{"file": PATH}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Ready {
@@ -79,13 +79,18 @@ pub enum Ready {
     /// A TCP address that accepts connections (services that serve on a
     /// port only, such as the node exporter).
     Tcp(SocketAddr),
+    /// A file that exists (the network service makes one once an
+    /// interface has an address).
+    File(PathBuf),
 }
 
-impl std::fmt::Display for Ready {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl Ready {
+    /// Whether the check passes now, and what passed, for the log.
+    pub fn check(&self, k: &dyn crate::kernel::Kernel) -> Option<String> {
         match self {
-            Ready::Socket(p) => write!(f, "{}", p.display()),
-            Ready::Tcp(a) => write!(f, "tcp {a}"),
+            Ready::Socket(p) => k.connects(p).then(|| format!("{} answers", p.display())),
+            Ready::Tcp(a) => k.connects_tcp(*a).then(|| format!("tcp {a} answers")),
+            Ready::File(p) => k.exists(p).then(|| format!("{} exists", p.display())),
         }
     }
 }
@@ -161,10 +166,12 @@ pub fn parse(stem: &str, text: &str) -> Result<Spec, ServiceError> {
 }
 
 /// containerd first (the image's `containerd.json` or the built-in one),
-/// then the declared services in an order where each comes after what it
-/// waits for. Bad files, unknown `after` names and cycles are logged; the
-/// services concerned are left out.
-pub fn load(env: &Env) -> Vec<Spec> {
+/// then Terra's own services (`terra`: network, sshd, from the machine
+/// config) and the declared ones, in an order where each comes after what
+/// it waits for. An image's file replaces Terra's service of the same name.
+/// Bad files, unknown `after` names and cycles are logged; the services
+/// concerned are left out.
+pub fn load(env: &Env, terra: Vec<Spec>) -> Vec<Spec> {
     let dir = &env.paths.services;
     let mut declared = Vec::new();
     match std::fs::read_dir(dir) {
@@ -192,9 +199,17 @@ pub fn load(env: &Env) -> Vec<Spec> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => log::error!("services: reading {}: {e}", dir.display()),
     }
+    let mut all = terra;
+    for spec in declared {
+        if all.iter().any(|t| t.name == spec.name) {
+            log::info!("service {}: using the image's declaration", spec.name);
+            all.retain(|t| t.name != spec.name);
+        }
+        all.push(spec);
+    }
     let config = &env.paths.containerd_config;
     let builtin = containerd(config.exists().then_some(config.as_path()));
-    order(builtin, declared)
+    order(builtin, all)
 }
 
 fn json_stem(path: &Path) -> Option<String> {
@@ -307,6 +322,28 @@ mod tests {
     }
 
     #[test]
+    fn a_service_may_be_ready_when_a_file_exists() {
+        let s = parse(
+            "n",
+            r#"{"argv":["/n"],"ready":{"file":"/run/terra/network/ready"}}"#,
+        )
+        .unwrap();
+        let ready = s.ready.unwrap();
+        assert_eq!(
+            ready,
+            Ready::File(PathBuf::from("/run/terra/network/ready"))
+        );
+        let k = crate::kernel::fake::Fake::failing(&["test -e /run/terra/network/ready"]);
+        assert_eq!(ready.check(&k), None);
+        let k = crate::kernel::fake::Fake::default();
+        assert_eq!(
+            ready.check(&k).as_deref(),
+            Some("/run/terra/network/ready exists")
+        );
+        assert!(parse("n", r#"{"argv":["/n"],"ready":{"fil":"/x"}}"#).is_err());
+    }
+
+    #[test]
     fn bad_declarations_are_refused() {
         for bad in [
             "",
@@ -385,14 +422,20 @@ mod tests {
             ..Default::default()
         };
         let env = Env::new(paths, &k, std::time::Instant::now());
-        let out = load(&env);
+        let out = load(&env, Vec::new());
         let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["containerd", "b"]);
+        // Terra's own services come before the image's; a file of the same
+        // name replaces one.
+        let out = load(&env, vec![svc("network", &[]), svc("b", &[])]);
+        let names: Vec<&str> = out.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["containerd", "network", "b"]);
+        assert_eq!(out[2].argv, ["/b"]);
         assert_eq!(out[0].argv, ["/usr/bin/containerd"]);
         std::fs::write(dir.path().join("config.toml"), "").unwrap();
         let config = dir.path().join("config.toml").display().to_string();
         assert_eq!(
-            load(&env)[0].argv,
+            load(&env, Vec::new())[0].argv,
             ["/usr/bin/containerd", "--config", &config]
         );
     }

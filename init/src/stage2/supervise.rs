@@ -271,7 +271,7 @@ impl<'e, 'k> Supervisor<'e, 'k> {
         }
     }
 
-    /// Tries the ready sockets; says whether a service became ready.
+    /// Tries the ready checks; says whether a service became ready.
     fn check_ready(&mut self) -> bool {
         let (env, now) = (self.env, self.now());
         let mut any = false;
@@ -281,16 +281,12 @@ impl<'e, 'k> Supervisor<'e, 'k> {
             else {
                 continue;
             };
-            let answers = match ready {
-                Ready::Socket(path) => env.kernel.connects(path),
-                Ready::Tcp(addr) => env.kernel.connects_tcp(*addr),
-            };
-            if answers {
+            if let Some(what) = ready.check(env.kernel) {
                 s.ready = true;
                 any = true;
                 let took = now.saturating_duration_since(since);
                 log::info!(
-                    "{} is ready: {ready} answers, {} ms after start (uptime {:.3} s)",
+                    "{} is ready: {what}, {} ms after start (uptime {:.3} s)",
                     s.spec.name,
                     took.as_millis(),
                     super::secs(env.kernel.uptime())

@@ -190,7 +190,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// The default module sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ModuleSet {
-    /// What a QEMU guest with virtio disks needs: virtio_pci, virtio_blk, overlay.
+    /// What a QEMU guest with virtio disks and a virtio NIC needs:
+    /// virtio_pci, virtio_blk, overlay, virtio_net (the network is set up
+    /// after the switch, but the root's image carries no modules of its own).
     Vm,
     /// Common VMs and servers: virtio (pci, blk, scsi), nvme, ahci + sd_mod,
     /// usb-storage + xhci, overlay, ext4 (each when the kernel has it as a module).
@@ -203,7 +205,7 @@ impl ModuleSet {
     /// The module names in this set.
     pub fn modules(self) -> &'static [&'static str] {
         match self {
-            ModuleSet::Vm => &["virtio_pci", "virtio_blk", "overlay"],
+            ModuleSet::Vm => &["virtio_pci", "virtio_blk", "overlay", "virtio_net"],
             ModuleSet::Server => &[
                 "virtio_pci",
                 "virtio_blk",
@@ -216,6 +218,7 @@ impl ModuleSet {
                 "uas",
                 "overlay",
                 "ext4",
+                "virtio_net",
             ],
             ModuleSet::None => &[],
         }

@@ -51,6 +51,11 @@ pub struct InstallArgs {
     #[arg(long, value_name = "N", requires = "activate",
           value_parser = clap::value_parser!(u32).range(1..))]
     pub tries: Option<u32>,
+    /// Also make FILE the partition's machine config (checked before
+    /// anything is downloaded, written once the version is installed), as
+    /// `terra config set FILE` does.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
 }
 
 fn default_jobs() -> usize {
@@ -70,6 +75,7 @@ pub fn run(g: &Global, a: InstallArgs, hooks: Arc<dyn Hooks>) -> Result<()> {
         Some(p) => bail!("--init {p:?}: expected an absolute path"),
         None => Handoff::Supervise,
     };
+    let config = a.config.as_deref().map(super::config::check).transpose()?;
     let source = a.registry.open(&reference)?;
     let target = g.open(crate::target::Access::Install)?;
     Snapshots::new(&target.part).clear_tmp()?;
@@ -86,5 +92,13 @@ pub fn run(g: &Global, a: InstallArgs, hooks: Arc<dyn Hooks>) -> Result<()> {
             activate: a.activate.then(|| a.tries.unwrap_or(DEFAULT_TRIES)),
             hooks,
         },
-    )
+    )?;
+    if let Some(text) = config {
+        super::config::put(&target.part, &text)?;
+        log::info!(
+            "machine config set from {}",
+            a.config.unwrap_or_default().display()
+        );
+    }
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each with its args and `run`.
 
 mod bootloader;
+mod config;
 mod default;
 mod disk;
 mod gc;
@@ -8,6 +9,7 @@ mod install;
 mod list;
 mod logs;
 mod metrics;
+mod nocloud;
 mod power;
 mod remove;
 mod rollback;
@@ -81,6 +83,7 @@ impl Global {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Install(install::InstallArgs),
+    Config(config::ConfigArgs),
     List(list::ListArgs),
     Logs(logs::LogsArgs),
     Metrics(metrics::MetricsArgs),
@@ -88,6 +91,7 @@ pub enum Command {
     Remove(remove::RemoveArgs),
     Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
+    Nocloud(nocloud::NocloudArgs),
     Unpack(unpack::UnpackArgs),
     Bootloader(bootloader::BootloaderArgs),
     Disk(disk::DiskArgs),
@@ -101,6 +105,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
     let g = &cli.global;
     match cli.command {
         Command::Install(a) => install::run(g, a, hooks),
+        Command::Config(a) => config::run(g, a),
         Command::List(a) => list::run(g, a),
         Command::Logs(a) => logs::run(g, a),
         Command::Metrics(a) => metrics::run(g, a),
@@ -108,6 +113,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Remove(a) => remove::run(g, a),
         Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
+        Command::Nocloud(a) => nocloud::run(a),
         Command::Unpack(a) => unpack::run(g, a),
         Command::Bootloader(a) => bootloader::run(g, a),
         Command::Disk(a) => disk::run(g, a),

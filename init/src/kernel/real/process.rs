@@ -171,6 +171,40 @@ mod tests {
         }
     }
 
+    /// PID 1 blocks the signals it reads from its signalfd; a service must
+    /// not inherit that mask (dropbear, blocked SIGCHLD, never saw its
+    /// session's shell end, and SIGTERM at shutdown went unseen). In this
+    /// dynamically linked test binary std already clears the mask, so this
+    /// passes even without `sys::clear_signal_mask_in_child`; the static
+    /// PID 1 under QEMU did not, and `tests/tests/access.rs` (ssh sessions
+    /// that never ended) is the test that failed before the fix.
+    #[test]
+    fn a_service_starts_with_no_signal_blocked() {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGCHLD);
+        mask.add(Signal::SIGTERM);
+        mask.thread_block().unwrap();
+        let cmd = Spawn {
+            argv: vec![
+                "/bin/sh".into(),
+                "-c".into(),
+                "grep SigBlk /proc/self/status".into(),
+            ],
+            env: Default::default(),
+            cwd: "/".into(),
+        };
+        let s = spawn(&cmd).unwrap();
+        let mut out = String::new();
+        s.output.unwrap().read_to_string(&mut out).unwrap();
+        mask.thread_unblock().unwrap();
+        let _ = waitpid(nix_pid(s.pid), None);
+        assert_eq!(
+            out.split_whitespace().nth(1),
+            Some("0000000000000000"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn a_missing_program_is_an_error() {
         let cmd = Spawn {
