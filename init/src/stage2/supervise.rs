@@ -23,7 +23,7 @@ use spawn::tidy;
 mod ready;
 pub(in crate::stage2) mod spawn;
 
-use super::services::{Ready, Restart, Spec};
+use super::services::{Restart, Spec};
 use super::signals::{self, meaning};
 
 /// First restart delay; doubled after each quick failure up to `MAX_BACKOFF`.
