@@ -10,6 +10,7 @@
 //!   "dns": ["10.0.2.3"],
 //!   "ssh_authorized_keys": ["ssh-ed25519 AAAAC3Nza… me@laptop"],
 //!   "sysctl": {"net.ipv4.ip_forward": "1"},
+//!   "ntp": ["time.example.net", "10.0.2.2:123"],
 //!   "services": {"sshd": true}
 //! }
 //! ```
@@ -69,10 +70,17 @@ pub struct MachineConfig {
     /// `/proc/sys/net/ipv4/ip_forward`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sysctl: BTreeMap<SysctlKey, String>,
+    /// Time servers (`host` or `host:port`) for `terra timesync`; when
+    /// none are given, the DHCP lease's, else [`DEFAULT_NTP_SERVER`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ntp: Vec<NtpServer>,
     /// The optional services Terra itself provides.
     #[serde(default)]
     pub services: Services,
 }
+
+/// The time server used when neither the config nor the DHCP lease names one.
+pub const DEFAULT_NTP_SERVER: &str = "pool.ntp.org";
 
 fn yes() -> bool {
     true
@@ -364,6 +372,42 @@ checked_string!(
         }
     }
 );
+
+checked_string!(
+    /// A time server: a host name or IPv4 address, with an optional
+    /// `:port` (1-65535; 123 when left out).
+    NtpServer,
+    |s| {
+        const EXPECTED: &str = "a time server like pool.ntp.org or 10.0.2.2:123";
+        let (host, port) = match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        };
+        if port.is_some_and(|p| p.parse::<u16>().map_or(true, |p| p == 0)) {
+            return Err(EXPECTED);
+        }
+        if host.parse::<Ipv4Addr>().is_ok() {
+            return Ok(());
+        }
+        // All digits and dots that is not an address is a typo, not a name.
+        let numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        match Hostname::try_from(host.to_string()) {
+            Ok(_) if !numeric => Ok(()),
+            _ => Err(EXPECTED),
+        }
+    }
+);
+
+impl NtpServer {
+    /// `host:port`, with the NTP port when none was given.
+    pub fn with_port(&self) -> String {
+        if self.0.contains(':') {
+            self.0.clone()
+        } else {
+            format!("{}:123", self.0)
+        }
+    }
+}
 
 /// The key types sshd accepts, as `authorized_keys` names them.
 const KEY_TYPES: &[&str] = &[
