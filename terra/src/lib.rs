@@ -45,5 +45,6 @@ pub mod snapshot;
 pub mod source;
 pub mod target;
 pub mod targuard;
+pub mod timesync;
 pub mod unpack;
 pub mod watchdog;

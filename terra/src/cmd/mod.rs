@@ -14,6 +14,7 @@ mod power;
 mod remove;
 mod rollback;
 pub mod source;
+mod timesync;
 mod unpack;
 
 use std::path::PathBuf;
@@ -92,6 +93,7 @@ pub enum Command {
     Rollback(rollback::RollbackArgs),
     Gc(gc::GcArgs),
     Nocloud(nocloud::NocloudArgs),
+    Timesync(timesync::TimesyncArgs),
     Unpack(unpack::UnpackArgs),
     Bootloader(bootloader::BootloaderArgs),
     Disk(disk::DiskArgs),
@@ -114,6 +116,7 @@ pub fn run(cli: Cli, hooks: Arc<dyn Hooks>) -> Result<()> {
         Command::Rollback(a) => rollback::run(g, a),
         Command::Gc(a) => gc::run(g, a),
         Command::Nocloud(a) => nocloud::run(a),
+        Command::Timesync(a) => timesync::run(a),
         Command::Unpack(a) => unpack::run(g, a),
         Command::Bootloader(a) => bootloader::run(g, a),
         Command::Disk(a) => disk::run(g, a),
@@ -193,6 +196,27 @@ mod tests {
         assert!(
             Cli::try_parse_from(["terra", "metrics", "--textfile", "/x", "--every", "0"]).is_err()
         );
+        // timesync: servers are checked, the interval is at least 1 s.
+        let c = Cli::try_parse_from([
+            "terra",
+            "timesync",
+            "--server",
+            "10.0.2.2:4123",
+            "--server",
+            "pool.ntp.org",
+        ])
+        .unwrap();
+        assert!(matches!(c.command, Command::Timesync(ref t)
+            if t.servers.len() == 2 && t.every == 1024 && !t.once));
+        for bad in [
+            &["--server", "10.0.2.2:0"][..],
+            &["--server", "bad name"],
+            &["--every", "0"],
+            &["--step-threshold", "-1"],
+        ] {
+            let args = [&["terra", "timesync"][..], bad].concat();
+            assert!(Cli::try_parse_from(args).is_err(), "{bad:?}");
+        }
         // Both commands that read an image take the same registry options.
         for cmd in ["install", "unpack"] {
             let mut args = vec!["terra", cmd, "mirror:5000/os:v1"];
