@@ -1,7 +1,7 @@
 //! The machine config (`config/machine.json` on the partition, the format in
 //! `terra_layout::machine`): read at every boot, applied (hostname, sysctls,
 //! name servers, ssh keys), and turned into Terra's own services: `network`
-//! (DHCP or static addresses) and `sshd`.
+//! (DHCP or static addresses), `sshd` and `timesync` (`terra timesync`).
 //!
 //! The network itself is busybox's `udhcpc` and `ip` run by a small script
 //! in the OS image (`/usr/lib/terra/network`), supervised like any service:
@@ -110,9 +110,9 @@ pub fn apply(env: &Env, c: &MachineConfig) {
     write_file(&ssh.join("authorized_keys"), &keys, 0o600);
 }
 
-/// Terra's services for this config: `network`, `sshd` and `nocloud` (a
-/// cloud-init seed's host name and keys), each only when the image carries
-/// its script or the `terra` CLI.
+/// Terra's services for this config: `network`, `sshd`, `nocloud` (a
+/// cloud-init seed's host name and keys) and `timesync`, each only when the
+/// image carries its script or the `terra` CLI.
 pub fn services(env: &Env, c: &MachineConfig) -> Vec<Spec> {
     let mut out = Vec::new();
     let network = in_root(env, NETWORK_SCRIPT);
@@ -148,8 +148,23 @@ pub fn services(env: &Env, c: &MachineConfig) -> Vec<Spec> {
             argv.push("--keep-hostname".into());
         }
         out.push(spec("nocloud", argv, BTreeMap::new(), Restart::Never, None));
+        out.push(timesync_spec(&terra, c));
     }
     out
+}
+
+/// `terra timesync --server S ...` with the config's servers (none: it asks
+/// the lease's, else the pool), after the network. No readiness: a host
+/// with no time server in reach must still pass the health gate.
+fn timesync_spec(terra: &Path, c: &MachineConfig) -> Spec {
+    let mut argv = vec![terra.display().to_string(), "timesync".to_string()];
+    for s in &c.ntp {
+        argv.push("--server".into());
+        argv.push(s.to_string());
+    }
+    let mut s = spec("timesync", argv, BTreeMap::new(), Restart::Always, None);
+    s.after = vec!["network".to_string()];
+    s
 }
 
 /// `network IFACE=ADDR/LEN[,GATEWAY] ...`: the named interfaces get their

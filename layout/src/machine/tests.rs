@@ -17,10 +17,7 @@ fn an_empty_config_means_dhcp_and_sshd() {
 fn time_servers_are_names_or_addresses_with_an_optional_port() {
     let c = MachineConfig::parse(r#"{"ntp": ["pool.ntp.org", "10.0.2.2:4123", "ntp1"]}"#).unwrap();
     let with_port: Vec<String> = c.ntp.iter().map(NtpServer::with_port).collect();
-    assert_eq!(
-        with_port,
-        ["pool.ntp.org:123", "10.0.2.2:4123", "ntp1:123"]
-    );
+    assert_eq!(with_port, ["pool.ntp.org:123", "10.0.2.2:4123", "ntp1:123"]);
     assert_eq!(MachineConfig::parse(&c.to_text()).unwrap(), c);
     for bad in [
         "",
@@ -33,7 +30,10 @@ fn time_servers_are_names_or_addresses_with_an_optional_port() {
         "-ntp",
         "a:1:2",
     ] {
-        let text = format!("{{\n\"ntp\": [\n  {}\n]}}", serde_json::to_string(bad).unwrap());
+        let text = format!(
+            "{{\n\"ntp\": [\n  {}\n]}}",
+            serde_json::to_string(bad).unwrap()
+        );
         let e = MachineConfig::parse(&text).unwrap_err();
         assert_eq!(e.line, 3, "{bad:?}: {e}");
         assert!(

@@ -76,8 +76,12 @@ fn dhcp_by_default_static_when_configured() {
     let env = Env::new(paths(dir.path()), &k, Instant::now());
     let specs = services(&env, &MachineConfig::default_config());
     let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
-    assert_eq!(names, ["network", "sshd", "nocloud"]);
+    assert_eq!(names, ["network", "sshd", "nocloud", "timesync"]);
     assert_eq!(specs[2].argv[1..], ["nocloud"]);
+    // Time sync after the network, with no readiness to hold the gate.
+    assert_eq!(specs[3].argv[1..], ["timesync"]);
+    assert_eq!(specs[3].after, ["network"]);
+    assert_eq!(specs[3].ready, None);
     let net = &specs[0];
     assert_eq!(net.argv.len(), 2, "{:?}", net.argv);
     assert_eq!(net.env["TERRA_DHCP"], "1");
@@ -99,7 +103,7 @@ fn dhcp_by_default_static_when_configured() {
     )
     .unwrap();
     let specs = services(&env, &c);
-    assert_eq!(specs.len(), 2, "sshd is off");
+    assert_eq!(specs.len(), 3, "sshd is off");
     assert_eq!(specs[1].name, "nocloud");
     assert_eq!(
         specs[1].argv[1..],
@@ -112,6 +116,15 @@ fn dhcp_by_default_static_when_configured() {
     );
     assert_eq!(specs[0].env["TERRA_DHCP"], "0");
     assert_eq!(specs[0].env["TERRA_KEEP_DNS"], "1");
+    assert_eq!(specs[2].argv[1..], ["timesync"]);
+
+    let c = MachineConfig::parse(r#"{"ntp": ["10.0.2.2:4123", "pool.ntp.org"]}"#).unwrap();
+    let specs = services(&env, &c);
+    let timesync = specs.iter().find(|s| s.name == "timesync").unwrap();
+    assert_eq!(
+        timesync.argv[1..],
+        ["timesync", "--server", "10.0.2.2:4123", "--server", "pool.ntp.org"]
+    );
 }
 
 #[test]
