@@ -34,6 +34,8 @@ pub enum SntpError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{addr}: no answer within {} s", after.as_secs_f32())]
+    Timeout { addr: SocketAddr, after: Duration },
     #[error("expected a {PACKET_LEN}-byte reply, found {0} bytes")]
     Short(usize),
     #[error(
@@ -182,7 +184,22 @@ fn query_addr(addr: SocketAddr, timeout: Duration) -> Result<Sample, SntpError> 
     sock.send(&request(t1)).map_err(io)?;
     let mut buf = [0u8; 512];
     loop {
-        let n = sock.recv(&mut buf).map_err(io)?;
+        let n = match sock.recv(&mut buf) {
+            Ok(n) => n,
+            // A read timeout is WouldBlock on Linux (TimedOut elsewhere).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(SntpError::Timeout {
+                    addr,
+                    after: timeout,
+                })
+            }
+            Err(e) => return Err(io(e)),
+        };
         let t4 = now();
         match parse_reply(&buf[..n], t1) {
             // A late answer to an earlier request: keep waiting for ours.

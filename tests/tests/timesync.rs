@@ -120,9 +120,17 @@ fn the_clock_is_stepped_to_the_configured_servers_time() -> Result<()> {
     // The guest's own clock, read after the sync: 2030 (within the minute
     // the boot may take after the step).
     let synced = line(&format!("{HOOK}timesync-synced 2030-01-01T00:0"));
-    assert!(synced.is_some_and(|l| l.ends_with(&ntp)), "{}", tail(&console));
+    assert!(
+        synced.is_some_and(|l| l.ends_with(&ntp)),
+        "{}",
+        tail(&console)
+    );
     let date = line(&format!("{HOOK}date 2030-01-01T00:0"));
-    assert!(date.is_some(), "the guest's date is not 2030:\n{}", tail(&console));
+    assert!(
+        date.is_some(),
+        "the guest's date is not 2030:\n{}",
+        tail(&console)
+    );
     assert!(server.answered.load(Ordering::Relaxed) >= 1);
     // No readiness to wait for: the health gate passed as usual.
     assert!(

@@ -106,7 +106,15 @@ fn sync_round(a: &TimesyncArgs, servers: &[String]) -> Result<()> {
     for server in servers {
         match timesync::query(server, timeout) {
             Ok(s) => return apply(a, server, &s),
-            Err(e) => errors.push(format!("{server}: {e}")),
+            // Named once: the error names the server or its address.
+            Err(e) => {
+                let e = e.to_string();
+                errors.push(if e.contains(server.as_str()) {
+                    e
+                } else {
+                    format!("{server}: {e}")
+                });
+            }
         }
     }
     bail!("no time server answered ({})", errors.join("; "))

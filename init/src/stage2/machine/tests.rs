@@ -123,7 +123,13 @@ fn dhcp_by_default_static_when_configured() {
     let timesync = specs.iter().find(|s| s.name == "timesync").unwrap();
     assert_eq!(
         timesync.argv[1..],
-        ["timesync", "--server", "10.0.2.2:4123", "--server", "pool.ntp.org"]
+        [
+            "timesync",
+            "--server",
+            "10.0.2.2:4123",
+            "--server",
+            "pool.ntp.org"
+        ]
     );
 }
 
