@@ -23,6 +23,12 @@ pub const TO_CONTAINERD: Duration = Duration::from_secs(180);
 /// Runs `scripts/disk-image --out DIR` with the OS image of
 /// [`os_image`]; returns the raw and qcow2 images.
 pub fn disk_image(out: &Path) -> Result<(PathBuf, PathBuf)> {
+    disk_image_log(out).map(|(raw, qcow2, _)| (raw, qcow2))
+}
+
+/// [`disk_image`], also returning what the script printed on stderr (its
+/// log: the sizes, the build time).
+pub fn disk_image_log(out: &Path) -> Result<(PathBuf, PathBuf, String)> {
     let image = os_image()?;
     let script = workspace_root().join("scripts/disk-image");
     let res = Command::new(&script)
@@ -42,7 +48,11 @@ pub fn disk_image(out: &Path) -> Result<(PathBuf, PathBuf)> {
             String::from_utf8_lossy(&res.stderr)
         );
     }
-    Ok((out.join("terra.img"), out.join("terra.qcow2")))
+    Ok((
+        out.join("terra.img"),
+        out.join("terra.qcow2"),
+        String::from_utf8_lossy(&res.stderr).into_owned(),
+    ))
 }
 
 /// A boot that reached containerd.

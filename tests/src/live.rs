@@ -19,6 +19,13 @@ pub const MAX_ISO_BYTES: u64 = 150 * 1000 * 1000;
 
 /// Runs `scripts/iso --out FILE` with the OS image of [`os_image`].
 pub fn iso(out: &Path) -> Result<PathBuf> {
+    iso_log(out)?;
+    Ok(out.to_path_buf())
+}
+
+/// [`iso`], returning what the script printed on stderr (its log: the
+/// ISO's size, the build time).
+pub fn iso_log(out: &Path) -> Result<String> {
     let image = os_image()?;
     let script = workspace_root().join("scripts/iso");
     let res = Command::new(&script)
@@ -37,7 +44,7 @@ pub fn iso(out: &Path) -> Result<PathBuf> {
             String::from_utf8_lossy(&res.stderr)
         );
     }
-    Ok(out.to_path_buf())
+    Ok(String::from_utf8_lossy(&res.stderr).into_owned())
 }
 
 /// How the ISO is attached.
@@ -148,4 +155,14 @@ pub fn list_json(disk: &Path) -> Result<serde_json::Value> {
         String::from_utf8_lossy(&list.stderr)
     );
     serde_json::from_slice(&list.stdout).context("terra list --json")
+}
+
+/// The sha256 of a file, in hex: how the reproducibility tests compare two
+/// builds (and what they print, to compare with a build elsewhere).
+pub fn sha256_file(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h).with_context(|| format!("reading {}", path.display()))?;
+    Ok(hex::encode(h.finalize()))
 }

@@ -13,7 +13,9 @@ use std::path::Path;
 use anyhow::{ensure, Result};
 use terra_qemu::{Firmware, Medium, VmConfig};
 use terra_tests::bootdisk::{boot_to_containerd, boot_version, check_terra_kernel_boot};
-use terra_tests::live::{images_disk, iso, list_json, live_shell, As, MAX_ISO_BYTES};
+use terra_tests::live::{
+    images_disk, iso, iso_log, list_json, live_shell, sha256_file, As, MAX_ISO_BYTES,
+};
 
 const INSTALL: &str = "terra disk layout /dev/vda && terra --device /dev/vda3 install oci:/media/terra/oci:latest --name v1 && terra bootloader install /dev/vda";
 const SECOND: &str = "! terra bootloader install /dev/vda3 && mkdir -p /mnt && mount -o ro /dev/vdb /mnt && terra --device /dev/vda3 install oci:/mnt/oci:latest --name v2 && terra --device /dev/vda3 default v2";
@@ -31,6 +33,37 @@ fn boot_area(disk: &Path) -> Result<Vec<u8>> {
     let mut all = std::fs::read(disk)?;
     all.truncate(66 * 1024 * 1024);
     Ok(all)
+}
+
+/// Not a boot (seconds): two builds of the ISO from the same inputs are the
+/// same, byte for byte, and the script prints the ISO's size.
+#[test]
+fn two_builds_of_the_live_iso_are_byte_identical() -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("terra-iso-repro-")
+        .tempdir()?;
+    let mut sums = Vec::new();
+    for n in ["a.iso", "b.iso"] {
+        let out = dir.path().join(n);
+        let log = iso_log(&out)?;
+        let size = std::fs::metadata(&out)?.len();
+        ensure!(
+            log.lines()
+                .any(|l| l.starts_with(&format!("iso: {}: ", out.display())) && l.contains('M')),
+            "scripts/iso printed no size line for {}:\n{log}",
+            out.display()
+        );
+        let sum = sha256_file(&out)?;
+        println!("{n}: {size} bytes, sha256 {sum}");
+        sums.push(sum);
+    }
+    ensure!(
+        sums[0] == sums[1],
+        "two ISO builds from the same inputs differ: {} and {}",
+        sums[0],
+        sums[1]
+    );
+    Ok(())
 }
 
 fn full_flow(firmware: Firmware, as_: As, iso_on_installed: bool) -> Result<()> {

@@ -10,6 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
 
 use super::plan::{BIOS_BOOT_MIB, ESP_MIB};
 use super::table::{self, read_at, Part, GPT_BIOS_BOOT, GPT_ESP, GPT_LINUX, MIB_SECTORS};
@@ -27,18 +28,52 @@ pub enum Outcome {
     AlreadyLaidOut,
 }
 
-/// The sfdisk script for a disk of `sectors`.
-pub fn script(esp_mib: u64, label: &str) -> String {
+/// A UUID derived from `seed` for one `role` (the disk, a partition, the
+/// filesystem): the first 16 bytes of a sha256, marked as RFC 9562's
+/// version 8 ("custom"). Written here because it is four lines; the uuid
+/// crate's v5 would add a SHA-1 dependency for the same property.
+pub fn derived_uuid(seed: &str, role: &str) -> String {
+    let h = Sha256::digest(format!("terra disk layout\0{seed}\0{role}"));
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..]
+    )
+}
+
+/// The sfdisk script for a disk of `sectors`. With `ids_from`, the disk's
+/// and the partitions' GUIDs are derived from it (else sfdisk picks them
+/// at random).
+pub fn script(esp_mib: u64, label: &str, ids_from: Option<&str>) -> String {
     let bios = BIOS_BOOT_MIB * MIB_SECTORS;
     let esp = esp_mib * MIB_SECTORS;
+    let disk_id = ids_from.map_or(String::new(), |seed| {
+        format!("label-id: {}\n", derived_uuid(seed, "gpt"))
+    });
+    let uuid = |n: u32| {
+        ids_from.map_or(String::new(), |seed| {
+            format!(", uuid={}", derived_uuid(seed, &format!("part{n}")))
+        })
+    };
     format!(
-        "label: gpt\n\
-         start={s1}, size={bios}, type={GPT_BIOS_BOOT}, name=\"BIOS boot\"\n\
-         start={s2}, size={esp}, type={GPT_ESP}, name=\"EFI system\"\n\
-         start={s3}, type={GPT_LINUX}, name=\"{label}\"\n",
+        "label: gpt\n{disk_id}\
+         start={s1}, size={bios}, type={GPT_BIOS_BOOT}, name=\"BIOS boot\"{u1}\n\
+         start={s2}, size={esp}, type={GPT_ESP}, name=\"EFI system\"{u2}\n\
+         start={s3}, type={GPT_LINUX}, name=\"{label}\"{u3}\n",
         s1 = MIB_SECTORS,
         s2 = MIB_SECTORS + bios,
         s3 = MIB_SECTORS + bios + esp,
+        u1 = uuid(1),
+        u2 = uuid(2),
+        u3 = uuid(3),
     )
 }
 
@@ -49,7 +84,8 @@ pub fn min_bytes(esp_mib: u64) -> u64 {
 }
 
 /// Lays out `disk`, printing each step; `dry_run` only checks and says.
-pub fn layout(disk: &Path, label: &str, dry_run: bool) -> Result<Outcome> {
+/// `ids_from`: see [`script`] and [`mkfs_ext4`].
+pub fn layout(disk: &Path, label: &str, ids_from: Option<&str>, dry_run: bool) -> Result<Outcome> {
     let d = disk.display();
     let esp_mib = ESP_MIB;
     if let Some(n) = mounted::partition_number(disk)? {
@@ -87,7 +123,7 @@ pub fn layout(disk: &Path, label: &str, dry_run: bool) -> Result<Outcome> {
     if head.iter().chain(tail.iter()).any(|&b| b != 0) {
         bail!("{d} is not blank: its first or last MiB holds data (a filesystem or a partition table terra does not know; blkid {d} says what), and terra disk layout deletes nothing; wipe it first if nothing on it is needed (wipefs -a {d})");
     }
-    let script = script(esp_mib, label);
+    let script = script(esp_mib, label, ids_from);
     println!(
         "{d} ({}): GPT with 1: BIOS boot (1 MiB), 2: EFI system ({esp_mib} MiB, FAT32), 3: {label} (ext4 labelled {label}, {})",
         mib(size),
@@ -102,16 +138,27 @@ pub fn layout(disk: &Path, label: &str, dry_run: bool) -> Result<Outcome> {
         bail!("sfdisk wrote {} partitions on {d}, not 3", t.parts.len());
     };
     esp::format(disk, esp_part)?;
-    mkfs_ext4(disk, terra, label)?;
+    mkfs_ext4(disk, terra, label, ids_from)?;
     println!("{d}: laid out; next: terra --device <partition 3> install REF, then terra bootloader install {d}");
     Ok(Outcome::Made)
 }
 
 /// mkfs.ext4 on the partition: through its device node on a block device
 /// (the kernel was told of it by sfdisk), at its offset in an image file.
-fn mkfs_ext4(disk: &Path, part: &Part, label: &str) -> Result<()> {
+/// With `ids_from`, the filesystem's UUID and its directory hash seed are
+/// derived from it (the seed also steers where ext4 puts directories).
+fn mkfs_ext4(disk: &Path, part: &Part, label: &str, ids_from: Option<&str>) -> Result<()> {
     let mut cmd = Command::new("mkfs.ext4");
     cmd.args(["-q", "-L", label]).stdin(Stdio::null());
+    // mke2fs reads only its last -E: the options go in one.
+    let mut ext = Vec::new();
+    if let Some(seed) = ids_from {
+        cmd.arg("-U").arg(derived_uuid(seed, "ext4"));
+        ext.push(format!(
+            "hash_seed={}",
+            derived_uuid(seed, "ext4 hash seed")
+        ));
+    }
     let is_block = std::fs::metadata(disk)?.file_type().is_block_device();
     if is_block {
         let node = Path::new(&part.node);
@@ -121,12 +168,16 @@ fn mkfs_ext4(disk: &Path, part: &Part, label: &str) -> Result<()> {
             std::thread::sleep(Duration::from_millis(50));
         }
         cmd.arg(node);
+        if !ext.is_empty() {
+            cmd.arg("-E").arg(ext.join(","));
+        }
     } else {
         // -F: mkfs.ext4 asks before writing into a file that holds a
         // partition table, which is the point here.
+        ext.push(format!("offset={}", part.offset()));
         cmd.arg("-F")
             .arg("-E")
-            .arg(format!("offset={}", part.offset()))
+            .arg(ext.join(","))
             .arg(disk)
             .arg(format!("{}k", part.bytes() / 1024));
     }
@@ -147,11 +198,33 @@ mod tests {
 
     #[test]
     fn the_script_has_three_partitions_from_1_mib() {
-        let s = script(64, "terra");
+        let s = script(64, "terra", None);
         assert!(s.starts_with("label: gpt\n"));
         assert!(s.contains(&format!("start=2048, size=2048, type={GPT_BIOS_BOOT}")));
         assert!(s.contains(&format!("start=4096, size=131072, type={GPT_ESP}")));
         assert!(s.contains(&format!("start=135168, type={GPT_LINUX}, name=\"terra\"")));
         assert_eq!(min_bytes(64), 323 * MIB);
+        assert!(!s.contains("label-id") && !s.contains("uuid="));
+    }
+
+    #[test]
+    fn ids_from_a_seed_are_fixed_and_differ_by_role_and_seed() {
+        let s = script(64, "terra", Some("v1"));
+        let gpt = derived_uuid("v1", "gpt");
+        assert!(
+            s.starts_with(&format!("label: gpt\nlabel-id: {gpt}\n")),
+            "{s}"
+        );
+        for n in 1..=3 {
+            let u = derived_uuid("v1", &format!("part{n}"));
+            assert!(s.contains(&format!("uuid={u}\n")), "{s}");
+        }
+        assert_eq!(s, script(64, "terra", Some("v1")));
+        assert_ne!(s, script(64, "terra", Some("v2")));
+        assert_ne!(derived_uuid("v1", "part1"), derived_uuid("v1", "part2"));
+        let u = derived_uuid("v1", "ext4");
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "8", "version 8: {u}");
+        assert!("89ab".contains(&u[19..20]), "the RFC variant: {u}");
     }
 }

@@ -31,6 +31,13 @@ pub struct LayoutArgs {
     /// Say what would be made, write nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Derive the GPT's disk and partition GUIDs and the ext4 UUID and
+    /// hash seed from TEXT, not at random: the same TEXT on the same disk
+    /// gives the same bytes (reproducible images; with
+    /// E2FSPROGS_FAKE_TIME for mkfs.ext4's dates). Never two disks of one
+    /// machine with the same TEXT: their partitions would share UUIDs.
+    #[arg(long, value_name = "TEXT")]
+    pub ids_from: Option<String>,
 }
 
 pub fn run(g: &Global, a: DiskArgs) -> Result<()> {
@@ -39,7 +46,7 @@ pub fn run(g: &Global, a: DiskArgs) -> Result<()> {
     }
     match a.command {
         DiskCommand::Layout(a) => {
-            crate::bootdisk::layout::layout(&a.disk, &g.label, a.dry_run)?;
+            crate::bootdisk::layout::layout(&a.disk, &g.label, a.ids_from.as_deref(), a.dry_run)?;
             Ok(())
         }
     }
