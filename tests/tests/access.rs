@@ -1,5 +1,6 @@
-//! A host you can reach (issue 14), in QEMU with Debian's cloud kernel and
-//! Terra's real OS image, on QEMU's user network (DHCP and DNS inside QEMU,
+//! A host you can reach (issue 14), in QEMU with Terra's real OS image, on
+//! both kernels (Debian's cloud kernel, `virtio_net` a module in the
+//! initramfs, and the Terra kernel, everything built in), on QEMU's user network (DHCP and DNS inside QEMU,
 //! ssh forwarded from the host's loopback).
 //!
 //! One disk, three boots, each checking several things:
@@ -123,10 +124,29 @@ fn put_config(image: &Path, dir: &Path, text: &str) -> Result<()> {
     )
 }
 
-fn boot(s: &Scenario, disk: &Path, append: &str, net: &str) -> Result<Vm> {
-    let initrd = s.initramfs(Flavor::Vm)?;
-    let cfg = s
-        .vm(&initrd, &[disk], &format!("osimage.hook=stay {append}"))
+/// Which kernel a test boots.
+#[derive(Clone, Copy)]
+enum On {
+    /// Debian's cloud kernel with mkinitrd's `vm` module set (virtio_net included).
+    Cloud,
+    /// The Terra kernel: no modules.
+    Terra,
+}
+
+/// A VM of `disks` on the kernel `on`, with its initramfs.
+fn vm_on(s: &Scenario, on: On, disks: &[&Path], append: &str) -> Result<terra_qemu::VmConfig> {
+    Ok(match on {
+        On::Cloud => s.vm(&s.initramfs(Flavor::Vm)?, disks, append),
+        On::Terra => {
+            let k = terra_tests::kernel::kernel()?;
+            let (initrd, _) = terra_tests::kernel::initramfs(s.tools, k, s.dir.path())?;
+            s.vm_on(&k.image, &initrd, disks, append)
+        }
+    })
+}
+
+fn boot(s: &Scenario, on: On, disk: &Path, append: &str, net: &str) -> Result<Vm> {
+    let cfg = vm_on(s, on, &[disk], &format!("osimage.hook=stay {append}"))?
         .memory_mb(1024)
         .user_net(net);
     let mut vm = Vm::start(&cfg)?;
@@ -148,6 +168,15 @@ fn has(console: &[String], needle: &str) -> bool {
 
 #[test]
 fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
+    dhcp_ssh_last_good_config_and_static_addresses_on(On::Cloud)
+}
+
+#[test]
+fn dhcp_ssh_last_good_config_and_static_addresses_on_the_terra_kernel() -> Result<()> {
+    dhcp_ssh_last_good_config_and_static_addresses_on(On::Terra)
+}
+
+fn dhcp_ssh_last_good_config_and_static_addresses_on(on: On) -> Result<()> {
     let s = Scenario::new()?;
     let c = Client::new(s.dir.path())?;
     let key = c.public_key()?;
@@ -167,7 +196,7 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     // 1. DHCP and ssh.
     let port = free_port()?;
     let net = format!("hostfwd=tcp:127.0.0.1:{port}-:22,hostname=lease-host");
-    let mut vm = boot(&s, &disk, "", &net)?;
+    let mut vm = boot(&s, on, &disk, "", &net)?;
     vm.wait_for("terra: network: eth0: bound 10.0.2.15/24", BOOT)?;
     let ctr = c.run(port, "ctr version", BOOT)?;
     let console = vm.console.lines();
@@ -233,7 +262,7 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     // above) is used; the host key is the same (known_hosts is strict from
     // now on).
     put_config(&disk, s.dir.path(), "{\n  \"hostname\": \"bad name\"\n}\n")?;
-    let mut vm = boot(&s, &disk, "", &net)?;
+    let mut vm = boot(&s, on, &disk, "", &net)?;
     let booted = c.run(port, "cat /run/terra/boot.json", BOOT)?;
     assert!(booted.contains("\"v2\""), "{booted}");
     let console = vm.console.lines();
@@ -279,7 +308,7 @@ fn dhcp_ssh_last_good_config_and_static_addresses() -> Result<()> {
     put_config(&disk, s.dir.path(), &static_config)?;
     let port = free_port()?;
     let net = format!("hostfwd=tcp:127.0.0.1:{port}-10.0.2.50:22,hostname=lease-host");
-    let mut vm = boot(&s, &disk, "", &net)?;
+    let mut vm = boot(&s, on, &disk, "", &net)?;
     vm.wait_for("terra: network: eth0: static address 10.0.2.50/24", BOOT)?;
     let facts = c.run(
         port,
@@ -333,6 +362,15 @@ fn terra_kernel_dhcp_and_ssh() -> Result<()> {
 /// (over the lease's) and the ssh key; the machine config has neither.
 #[test]
 fn a_nocloud_seed_sets_the_hostname_and_the_key() -> Result<()> {
+    a_nocloud_seed_sets_the_hostname_and_the_key_on(On::Cloud)
+}
+
+#[test]
+fn a_nocloud_seed_sets_the_hostname_and_the_key_on_the_terra_kernel() -> Result<()> {
+    a_nocloud_seed_sets_the_hostname_and_the_key_on(On::Terra)
+}
+
+fn a_nocloud_seed_sets_the_hostname_and_the_key_on(on: On) -> Result<()> {
     let s = Scenario::new()?;
     let c = Client::new(s.dir.path())?;
     let key = c.public_key()?;
@@ -361,9 +399,7 @@ fn a_nocloud_seed_sets_the_hostname_and_the_key() -> Result<()> {
             .arg("::"),
     )?;
     let port = free_port()?;
-    let initrd = s.initramfs(Flavor::Vm)?;
-    let cfg = s
-        .vm(&initrd, &[&disk, &seed], "osimage.hook=stay")
+    let cfg = vm_on(&s, on, &[&disk, &seed], "osimage.hook=stay")?
         .memory_mb(1024)
         .user_net(&format!(
             "hostfwd=tcp:127.0.0.1:{port}-:22,hostname=lease-host"
