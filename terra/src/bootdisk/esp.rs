@@ -66,16 +66,20 @@ pub fn format(disk: &Path, esp: &Part) -> Result<()> {
     Ok(())
 }
 
-/// Writes `data` to `path` in the FAT (directories made as needed,
-/// an existing file replaced).
-pub fn write_file(disk: &Path, esp: &Part, path: &[&str], data: &[u8]) -> Result<()> {
-    let s = open_slice(disk, esp)?;
-    let fs = FileSystem::new(s, FsOptions::new()).with_context(|| {
+/// The ESP's FAT filesystem, opened in place through the whole disk.
+fn open_fs(disk: &Path, esp: &Part) -> Result<FileSystem<BufStream<StreamSlice<std::fs::File>>>> {
+    FileSystem::new(open_slice(disk, esp)?, FsOptions::new()).with_context(|| {
         format!(
             "reading the FAT of {}'s EFI system partition",
             disk.display()
         )
-    })?;
+    })
+}
+
+/// Writes `data` to `path` in the FAT (directories made as needed,
+/// an existing file replaced).
+pub fn write_file(disk: &Path, esp: &Part, path: &[&str], data: &[u8]) -> Result<()> {
+    let fs = open_fs(disk, esp)?;
     let Some((name, dirs)) = path.split_last() else {
         bail!("an empty path");
     };
@@ -100,13 +104,7 @@ pub fn write_file(disk: &Path, esp: &Part, path: &[&str], data: &[u8]) -> Result
 
 /// Reads `path` from the FAT (`None` when absent).
 pub fn read_file(disk: &Path, esp: &Part, path: &[&str]) -> Result<Option<Vec<u8>>> {
-    let s = open_slice(disk, esp)?;
-    let fs = FileSystem::new(s, FsOptions::new()).with_context(|| {
-        format!(
-            "reading the FAT of {}'s EFI system partition",
-            disk.display()
-        )
-    })?;
+    let fs = open_fs(disk, esp)?;
     let mut f = match fs.root_dir().open_file(&path.join("/")) {
         Ok(f) => f,
         Err(_) => return Ok(None),
