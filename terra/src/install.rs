@@ -44,6 +44,7 @@ pub struct Request<'a> {
 /// Installs `req` onto `part` (whose lock the caller holds).
 pub fn install(part: &Partition, req: &Request) -> Result<()> {
     let started = Instant::now();
+    let installed_at = install_time()?;
     let store = Store::of(part)?.with_hooks(req.hooks.clone());
     let snapshots = Snapshots::new(part).with_hooks(req.hooks.clone());
     let image = crate::image::resolve(req.source, &store, &req.platform)
@@ -78,8 +79,9 @@ pub fn install(part: &Partition, req: &Request) -> Result<()> {
         image.manifest_digest,
         image.layers.len()
     );
-    let made = fetch_and_unpack(part, &store, &snapshots, req, &image)
-        .and_then(|made| prepare_version(part, req, &name, &image).map(|r| (made, r)));
+    let made = fetch_and_unpack(part, &store, &snapshots, req, &image).and_then(|made| {
+        prepare_version(part, req, &name, &image, installed_at).map(|r| (made, r))
+    });
     let (made, record) = match made {
         Ok(x) => x,
         Err(e) if is_no_space(&e) => return Err(give_back_space(part, &image, e)),
@@ -158,6 +160,7 @@ fn prepare_version(
     req: &Request,
     name: &str,
     image: &Image,
+    installed_at: u64,
 ) -> Result<VersionRecord> {
     let lowers: Vec<String> = image
         .layers
@@ -189,7 +192,7 @@ fn prepare_version(
             digest: image.manifest_digest.to_string(),
             config: Some(image.config_digest.to_string()),
         }),
-        installed_at: now(),
+        installed_at,
         size,
         boot: BootState::default(),
     })
@@ -427,6 +430,20 @@ fn give_back_space(part: &Partition, image: &Image, e: anyhow::Error) -> anyhow:
         "the partition is full: removed this install's partial downloads and unpacks ({:.1} MB); `terra gc` frees layers and blobs no version uses, `terra remove NAME` a version",
         freed as f64 / 1e6
     ))
+}
+
+/// The install time recorded for the version: now, or `SOURCE_DATE_EPOCH`
+/// when it is set (reproducible-builds.org), so that an image built twice
+/// from the same inputs (`scripts/disk-image`) records the same time.
+pub fn install_time() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse().map_err(|_| {
+            anyhow!(
+                "SOURCE_DATE_EPOCH={v:?} is not a number of seconds since 1970; unset it to record the time of the install"
+            )
+        }),
+        Err(_) => Ok(now()),
+    }
 }
 
 fn now() -> u64 {

@@ -297,6 +297,33 @@ fn bad_disks_are_refused_and_left_unwritten() -> Result<()> {
         &["disk", "layout", small.to_str().context("utf-8")?],
         "too small for Terra's layout",
     )?;
+    // --populate: only an installed Terra partition's tree, only on a blank
+    // disk (a laid-out one would lose its versions).
+    let pop = image(dir.path(), "pop.img", 400, "")?;
+    let not_terra = dir.path().join("not-terra");
+    fs::create_dir_all(not_terra.join("etc"))?;
+    let not_terra = not_terra.to_str().context("utf-8")?;
+    let p = pop.to_str().context("utf-8")?;
+    refused(
+        &pop,
+        &["disk", "layout", p, "--populate", not_terra],
+        "expected an installed Terra partition",
+    )?;
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("ov"))?;
+    fs::write(tree.join("ov/metadata.db"), "{}")?;
+    let laid = dir.path().join("laid.img");
+    refused(
+        &laid,
+        &[
+            "disk",
+            "layout",
+            laid.to_str().context("utf-8")?,
+            "--populate",
+            tree.to_str().context("utf-8")?,
+        ],
+        "is laid out for Terra already",
+    )?;
     Ok(())
 }
 

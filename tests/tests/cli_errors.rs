@@ -72,6 +72,44 @@ fn a_bad_port_is_refused_before_anything_is_done() {
     );
 }
 
+/// `SOURCE_DATE_EPOCH` (reproducible images) is the install time the record
+/// keeps; a value that is not a number of seconds is refused before the
+/// partition is touched.
+#[test]
+fn source_date_epoch_is_the_recorded_install_time_and_a_bad_one_is_refused_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
+    add_v1(&mut layout);
+    let root = empty_partition(tmp.path());
+    let r = root.to_str().unwrap();
+    let reference = layout.reference("v1");
+    let install = |epoch: &str| {
+        Command::new(terra_bin())
+            .args(install_args(r, &reference, &[]))
+            .env("SOURCE_DATE_EPOCH", epoch)
+            .output()
+            .unwrap()
+    };
+    let bad = install("yesterday");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success(), "{err}");
+    assert!(
+        err.contains("SOURCE_DATE_EPOCH=\"yesterday\" is not a number of seconds"),
+        "{err}"
+    );
+    assert!(
+        fs::read_dir(&root).unwrap().next().is_none(),
+        "wrote to {r}"
+    );
+    let good = install("1700000000");
+    assert!(
+        good.status.success(),
+        "{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    assert_eq!(meta(&root).versions["v1"].installed_at, 1_700_000_000);
+}
+
 /// The names beside `dir`'s parent's entries that an unpack's work left.
 fn unpack_work(parent: &Path) -> Vec<String> {
     names(parent)

@@ -15,11 +15,26 @@ use sha2::{Digest, Sha256};
 use super::plan::{BIOS_BOOT_MIB, ESP_MIB};
 use super::table::{self, read_at, Part, GPT_BIOS_BOOT, GPT_ESP, GPT_LINUX, MIB_SECTORS};
 use super::{esp, mib, mounted, terra_parts};
+use terra_layout::Partition;
 
 /// The smallest terra partition worth making: the OS image is about
 /// 130 MB, and a second version shares its layers.
 pub const MIN_TERRA_MIB: u64 = 256;
 const MIB: u64 = 1024 * 1024;
+
+/// How `layout` makes the disk (all off by default).
+#[derive(Debug, Default)]
+pub struct Options<'a> {
+    /// Derive the ids from this text: see [`script`] and [`mkfs_ext4`].
+    pub ids_from: Option<&'a str>,
+    /// Fill the terra partition with this tree (an installed Terra
+    /// partition) through `mkfs.ext4 -d`: files in sorted order, placed
+    /// by mke2fs rather than by the kernel's allocator, so the same tree
+    /// gives the same bytes.
+    pub populate: Option<&'a Path>,
+    /// Only check and say.
+    pub dry_run: bool,
+}
 
 /// What `layout` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,10 +98,12 @@ pub fn min_bytes(esp_mib: u64) -> u64 {
     (1 + BIOS_BOOT_MIB + esp_mib + MIN_TERRA_MIB + 1) * MIB
 }
 
-/// Lays out `disk`, printing each step; `dry_run` only checks and says.
-/// `ids_from`: see [`script`] and [`mkfs_ext4`].
-pub fn layout(disk: &Path, label: &str, ids_from: Option<&str>, dry_run: bool) -> Result<Outcome> {
+/// Lays out `disk`, printing each step.
+pub fn layout(disk: &Path, label: &str, o: &Options) -> Result<Outcome> {
     let d = disk.display();
+    if let Some(tree) = o.populate {
+        check_tree(tree)?;
+    }
     let esp_mib = ESP_MIB;
     if let Some(n) = mounted::partition_number(disk)? {
         bail!("{d} is partition {n} of a disk: terra disk layout lays out a whole disk (lsblk shows which)");
@@ -99,6 +116,9 @@ pub fn layout(disk: &Path, label: &str, ids_from: Option<&str>, dry_run: bool) -
             && t.parts[0].is_bios_boot()
             && t.parts[1].is_esp()
             && terra_parts(disk, &t.parts[2..], label)?.len() == 1;
+        if ours && o.populate.is_some() {
+            bail!("{d} is laid out for Terra already: --populate makes the terra partition anew and writes only a blank disk (terra install adds versions to this one)");
+        }
         if ours {
             println!(
                 "{d} is laid out for Terra already (BIOS boot, EFI system, {label}): nothing to do"
@@ -123,13 +143,13 @@ pub fn layout(disk: &Path, label: &str, ids_from: Option<&str>, dry_run: bool) -
     if head.iter().chain(tail.iter()).any(|&b| b != 0) {
         bail!("{d} is not blank: its first or last MiB holds data (a filesystem or a partition table terra does not know; blkid {d} says what), and terra disk layout deletes nothing; wipe it first if nothing on it is needed (wipefs -a {d})");
     }
-    let script = script(esp_mib, label, ids_from);
+    let script = script(esp_mib, label, o.ids_from);
     println!(
         "{d} ({}): GPT with 1: BIOS boot (1 MiB), 2: EFI system ({esp_mib} MiB, FAT32), 3: {label} (ext4 labelled {label}, {})",
         mib(size),
         mib(size - min_bytes(esp_mib) + MIN_TERRA_MIB * MIB)
     );
-    if dry_run {
+    if o.dry_run {
         return Ok(Outcome::Made);
     }
     table::sfdisk(disk, &[], &script)?;
@@ -138,21 +158,49 @@ pub fn layout(disk: &Path, label: &str, ids_from: Option<&str>, dry_run: bool) -
         bail!("sfdisk wrote {} partitions on {d}, not 3", t.parts.len());
     };
     esp::format(disk, esp_part)?;
-    mkfs_ext4(disk, terra, label, ids_from)?;
-    println!("{d}: laid out; next: terra --device <partition 3> install REF, then terra bootloader install {d}");
+    mkfs_ext4(disk, terra, label, o)?;
+    match o.populate {
+        Some(tree) => println!(
+            "{d}: laid out, {label} made from {}; next: terra bootloader install {d}",
+            tree.display()
+        ),
+        None => println!("{d}: laid out; next: terra --device <partition 3> install REF, then terra bootloader install {d}"),
+    }
     Ok(Outcome::Made)
+}
+
+/// `--populate` takes an installed Terra partition, nothing else: a wrong
+/// directory would otherwise become the disk's terra partition.
+fn check_tree(tree: &Path) -> Result<()> {
+    let t = tree.display();
+    if !tree.is_dir() {
+        bail!("--populate {t}: expected a directory holding an installed Terra partition (a mounted one), found no such directory");
+    }
+    let metadata = Partition::new(tree).metadata();
+    if !metadata.is_file() {
+        bail!(
+            "--populate {t}: expected an installed Terra partition (with {}), found none: install into a partition first (terra --device DEV install REF) and give its mount point",
+            metadata.strip_prefix(tree).unwrap_or(&metadata).display()
+        );
+    }
+    Ok(())
 }
 
 /// mkfs.ext4 on the partition: through its device node on a block device
 /// (the kernel was told of it by sfdisk), at its offset in an image file.
 /// With `ids_from`, the filesystem's UUID and its directory hash seed are
 /// derived from it (the seed also steers where ext4 puts directories).
-fn mkfs_ext4(disk: &Path, part: &Part, label: &str, ids_from: Option<&str>) -> Result<()> {
+/// With `populate`, `-d` copies the tree in (mke2fs sorts each directory
+/// with strcoll: `LC_ALL=C` makes that the same order everywhere).
+fn mkfs_ext4(disk: &Path, part: &Part, label: &str, o: &Options) -> Result<()> {
     let mut cmd = Command::new("mkfs.ext4");
     cmd.args(["-q", "-L", label]).stdin(Stdio::null());
+    if let Some(tree) = o.populate {
+        cmd.arg("-d").arg(tree).env("LC_ALL", "C");
+    }
     // mke2fs reads only its last -E: the options go in one.
     let mut ext = Vec::new();
-    if let Some(seed) = ids_from {
+    if let Some(seed) = o.ids_from {
         cmd.arg("-U").arg(derived_uuid(seed, "ext4"));
         ext.push(format!(
             "hash_seed={}",

@@ -38,6 +38,11 @@ pub struct LayoutArgs {
     /// machine with the same TEXT: their partitions would share UUIDs.
     #[arg(long, value_name = "TEXT")]
     pub ids_from: Option<String>,
+    /// Make the terra partition from DIR, an installed Terra partition
+    /// (mounted), through mkfs.ext4 -d rather than empty: the same tree
+    /// and TEXT give the same bytes (scripts/disk-image).
+    #[arg(long, value_name = "DIR")]
+    pub populate: Option<PathBuf>,
 }
 
 pub fn run(g: &Global, a: DiskArgs) -> Result<()> {
@@ -46,7 +51,12 @@ pub fn run(g: &Global, a: DiskArgs) -> Result<()> {
     }
     match a.command {
         DiskCommand::Layout(a) => {
-            crate::bootdisk::layout::layout(&a.disk, &g.label, a.ids_from.as_deref(), a.dry_run)?;
+            let o = crate::bootdisk::layout::Options {
+                ids_from: a.ids_from.as_deref(),
+                populate: a.populate.as_deref(),
+                dry_run: a.dry_run,
+            };
+            crate::bootdisk::layout::layout(&a.disk, &g.label, &o)?;
             Ok(())
         }
     }

@@ -76,6 +76,8 @@ pub fn run(g: &Global, a: InstallArgs, hooks: Arc<dyn Hooks>) -> Result<()> {
         None => Handoff::Supervise,
     };
     let config = a.config.as_deref().map(super::config::check).transpose()?;
+    // A bad SOURCE_DATE_EPOCH is refused before the partition is touched.
+    crate::install::install_time()?;
     let source = a.registry.open(&reference)?;
     let target = g.open(crate::target::Access::Install)?;
     Snapshots::new(&target.part).clear_tmp()?;
