@@ -48,6 +48,14 @@ pub fn mkfs(image: &Path, label: &str) {
     assert!(st.success(), "mkfs.ext4 {}", image.display());
 }
 
+/// An OCI layout at `tmp/img` holding image `v1` ([`add_v1`]) and an empty
+/// partition directory beside it ([`empty_partition`]).
+pub fn v1_and_empty_partition(tmp: &Path) -> (Layout, PathBuf) {
+    let mut layout = Layout::create(&tmp.join("img")).unwrap();
+    add_v1(&mut layout);
+    (layout, empty_partition(tmp))
+}
+
 pub fn empty_partition(tmp: &Path) -> PathBuf {
     let root = tmp.join("part");
     fs::create_dir(&root).unwrap();

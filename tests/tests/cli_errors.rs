@@ -78,9 +78,7 @@ fn a_bad_port_is_refused_before_anything_is_done() {
 #[test]
 fn source_date_epoch_is_the_recorded_install_time_and_a_bad_one_is_refused_first() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    add_v1(&mut layout);
-    let root = empty_partition(tmp.path());
+    let (layout, root) = v1_and_empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     let reference = layout.reference("v1");
     let install = |epoch: &str| {

@@ -5,7 +5,6 @@
 use std::fs;
 
 use terra_tests::install_support::*;
-use terra_tests::ocilayout::Layout;
 
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGq3cRIuq5RixcFdgbtqC6dmUKAbh8BbG6LrHsXoKrbv me@host";
@@ -49,9 +48,7 @@ fn config_check_names_the_line_and_what_was_expected() {
 #[test]
 fn config_set_puts_a_checked_file_on_the_partition() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    add_v1(&mut layout);
-    let root = empty_partition(tmp.path());
+    let (layout, root) = v1_and_empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     ok(&install_args(r, &layout.reference("v1"), &[]));
     let out = ok(&["--root", r, "config", "show"]);
@@ -83,9 +80,7 @@ fn config_set_puts_a_checked_file_on_the_partition() {
 #[test]
 fn install_config_is_checked_first_and_written_with_the_version() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut layout = Layout::create(&tmp.path().join("img")).unwrap();
-    add_v1(&mut layout);
-    let root = empty_partition(tmp.path());
+    let (layout, root) = v1_and_empty_partition(tmp.path());
     let r = root.to_str().unwrap();
     let reference = layout.reference("v1");
 
