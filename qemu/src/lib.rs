@@ -6,6 +6,7 @@
 //! disks, and a timeout; a disk boot goes through SeaBIOS or OVMF ([`Firmware`]). [`Kernel::cloud`] finds Debian's cloud kernel that the
 //! tests boot; [`floor`] makes the smallest possible initramfs (the benchmark's floor).
 
+pub mod config;
 pub mod console;
 pub mod firmware;
 pub mod floor;
