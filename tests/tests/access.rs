@@ -357,20 +357,27 @@ fn terra_kernel_dhcp_and_ssh() -> Result<()> {
     Ok(())
 }
 
-/// A cloud-init NoCloud seed (a FAT filesystem labelled cidata, as
-/// `cloud-localds -f vfat` makes it) on a second disk sets the host name
-/// (over the lease's) and the ssh key; the machine config has neither.
+/// A cloud-init NoCloud seed on a second disk sets the host name (over the
+/// lease's) and the ssh key; the machine config has neither. On the cloud
+/// kernel a FAT seed (`cloud-localds -f vfat`), on the Terra kernel an ISO
+/// 9660 one (`cloud-localds`' default: Joliet and Rock Ridge names).
 #[test]
 fn a_nocloud_seed_sets_the_hostname_and_the_key() -> Result<()> {
-    a_nocloud_seed_sets_the_hostname_and_the_key_on(On::Cloud)
+    a_nocloud_seed_sets_the_hostname_and_the_key_on(On::Cloud, Seed::Fat)
 }
 
 #[test]
-fn a_nocloud_seed_sets_the_hostname_and_the_key_on_the_terra_kernel() -> Result<()> {
-    a_nocloud_seed_sets_the_hostname_and_the_key_on(On::Terra)
+fn a_nocloud_iso_seed_sets_the_hostname_and_the_key_on_the_terra_kernel() -> Result<()> {
+    a_nocloud_seed_sets_the_hostname_and_the_key_on(On::Terra, Seed::Iso)
 }
 
-fn a_nocloud_seed_sets_the_hostname_and_the_key_on(on: On) -> Result<()> {
+/// The filesystem of a NoCloud seed.
+enum Seed {
+    Fat,
+    Iso,
+}
+
+fn a_nocloud_seed_sets_the_hostname_and_the_key_on(on: On, kind: Seed) -> Result<()> {
     let s = Scenario::new()?;
     let c = Client::new(s.dir.path())?;
     let key = c.public_key()?;
@@ -378,8 +385,6 @@ fn a_nocloud_seed_sets_the_hostname_and_the_key_on(on: On) -> Result<()> {
     let disk = s.path("disk.img");
     disk::ext4_image(&tree, "terra", &disk, osimage::DISK_MIB)?;
     let seed = s.path("seed.img");
-    std::fs::File::create(&seed)?.set_len(2 << 20)?;
-    disk::run(Command::new("mkfs.vfat").args(["-n", "cidata"]).arg(&seed))?;
     let meta = s.path("meta-data");
     std::fs::write(
         &meta,
@@ -390,14 +395,29 @@ fn a_nocloud_seed_sets_the_hostname_and_the_key_on(on: On) -> Result<()> {
         &user,
         format!("#cloud-config\nssh_authorized_keys:\n  - {key}\n"),
     )?;
-    disk::run(
-        Command::new("mcopy")
-            .arg("-i")
-            .arg(&seed)
-            .arg(&meta)
-            .arg(&user)
-            .arg("::"),
-    )?;
+    match kind {
+        Seed::Fat => {
+            std::fs::File::create(&seed)?.set_len(2 << 20)?;
+            disk::run(Command::new("mkfs.vfat").args(["-n", "cidata"]).arg(&seed))?;
+            disk::run(
+                Command::new("mcopy")
+                    .arg("-i")
+                    .arg(&seed)
+                    .arg(&meta)
+                    .arg(&user)
+                    .arg("::"),
+            )?;
+        }
+        // The command line cloud-localds runs, in xorriso's genisoimage mode.
+        Seed::Iso => disk::run(
+            Command::new("xorriso")
+                .args(["-as", "genisoimage", "-quiet", "-volid", "cidata"])
+                .args(["-joliet", "-rock", "-output"])
+                .arg(&seed)
+                .arg(&user)
+                .arg(&meta),
+        )?,
+    }
     let port = free_port()?;
     let cfg = vm_on(&s, on, &[&disk, &seed], "osimage.hook=stay")?
         .memory_mb(1024)

@@ -1,6 +1,8 @@
 //! `terra nocloud`: applies a cloud-init NoCloud seed, run once at boot by
-//! stage 2 as the service `nocloud` (docs/network.md). The seed is a FAT
-//! filesystem labelled `cidata` holding `meta-data` and `user-data`; its
+//! stage 2 as the service `nocloud` (docs/network.md). The seed is a
+//! filesystem labelled `cidata`, FAT (`cloud-localds -f vfat`) or ISO 9660
+//! (`cloud-localds`' default, Rock Ridge and Joliet names), holding
+//! `meta-data` and `user-data`, read in userspace (no kernel module); its
 //! host name (`local-hostname`, or `hostname` in user-data) and
 //! `ssh_authorized_keys` are used, checked as the machine config checks
 //! them. The machine config's host name wins over the seed's; the seed's
@@ -14,7 +16,7 @@ use clap::Args;
 use terra_layout::machine::{Hostname, SshKey};
 use yaml_rust2::{Yaml, YamlLoader};
 
-/// Apply a cloud-init NoCloud seed (a FAT filesystem labelled cidata):
+/// Apply a cloud-init NoCloud seed (a FAT or ISO 9660 filesystem labelled cidata):
 /// its host name and ssh keys. Run by Terra's init at boot.
 #[derive(Debug, Args)]
 pub struct NocloudArgs {
@@ -49,7 +51,7 @@ pub fn run(a: NocloudArgs) -> Result<()> {
             Some(d) => d,
             None => {
                 // stdout, not the log: stage 2 prefixes it with the service's name.
-                println!("no NoCloud seed (no FAT filesystem labelled cidata)");
+                println!("no NoCloud seed (no FAT or ISO 9660 filesystem labelled cidata)");
                 return Ok(());
             }
         },
@@ -88,8 +90,8 @@ pub fn run(a: NocloudArgs) -> Result<()> {
     Ok(())
 }
 
-/// The first whole disk or partition whose FAT label is `cidata`, in any
-/// case (some tools store FAT labels upper-case).
+/// The first whole disk, partition or CD whose FAT or ISO 9660 label is
+/// `cidata`, in any case (some tools store labels upper-case).
 fn find_seed(sys_block: &Path) -> Result<Option<PathBuf>> {
     let mut names: Vec<String> = std::fs::read_dir(sys_block)
         .with_context(|| format!("reading {}", sys_block.display()))?
@@ -103,14 +105,36 @@ fn find_seed(sys_block: &Path) -> Result<Option<PathBuf>> {
         let Ok(mut f) = std::fs::File::open(&dev) else {
             continue;
         };
-        let mut boot = [0u8; 512];
-        if f.read_exact(&mut boot).is_ok()
-            && fat_label(&boot).is_some_and(|l| l.eq_ignore_ascii_case("cidata"))
-        {
+        if label(&mut f).is_some_and(|l| l.eq_ignore_ascii_case("cidata")) {
             return Ok(Some(dev));
         }
     }
     Ok(None)
+}
+
+/// Where the ISO 9660 volume descriptors start: sector 16 of 2048 bytes.
+const ISO_DESCRIPTORS: u64 = 16 * 2048;
+
+/// The FAT or ISO 9660 label of what `f` holds, if it is either.
+fn label(f: &mut std::fs::File) -> Option<String> {
+    let mut boot = [0u8; 512];
+    f.read_exact(&mut boot).ok()?;
+    if let Some(l) = fat_label(&boot) {
+        return Some(l);
+    }
+    let mut pvd = [0u8; 2048];
+    f.seek(SeekFrom::Start(ISO_DESCRIPTORS)).ok()?;
+    f.read_exact(&mut pvd).ok()?;
+    iso_label(&pvd)
+}
+
+/// The volume identifier of an ISO 9660 primary volume descriptor (type 1,
+/// `CD001`; the identifier is 32 bytes at offset 40, space-padded).
+pub fn iso_label(pvd: &[u8; 2048]) -> Option<String> {
+    if pvd[0] != 1 || &pvd[1..6] != b"CD001" {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&pvd[40..72]).trim_end().to_string())
 }
 
 /// The volume label in a FAT boot sector, if it is one: FAT32 keeps it at
@@ -133,11 +157,19 @@ pub fn fat_label(boot: &[u8; 512]) -> Option<String> {
     Some(label)
 }
 
-/// Reads `meta-data` and `user-data` from the FAT filesystem on `device`.
+/// Reads `meta-data` and `user-data` from the seed on `device`: ISO 9660
+/// when it has a primary volume descriptor, FAT otherwise.
 fn read_seed(device: &Path) -> Result<Seed> {
     let mut f =
         std::fs::File::open(device).with_context(|| format!("opening {}", device.display()))?;
+    let mut pvd = [0u8; 2048];
+    let is_iso = f.seek(SeekFrom::Start(ISO_DESCRIPTORS)).is_ok()
+        && f.read_exact(&mut pvd).is_ok()
+        && iso_label(&pvd).is_some();
     f.seek(SeekFrom::Start(0))?;
+    if is_iso {
+        return read_iso_seed(f, device);
+    }
     let fs = fatfs::FileSystem::new(f, fatfs::FsOptions::new())
         .with_context(|| format!("{}: not a FAT filesystem", device.display()))?;
     let read = |name: &str| -> Result<String> {
@@ -151,6 +183,27 @@ fn read_seed(device: &Path) -> Result<Seed> {
             Err(e) => return Err(e).with_context(|| format!("opening {name}")),
         }
         Ok(text)
+    };
+    parse_seed(&read("meta-data")?, &read("user-data")?)
+}
+
+/// The ISO 9660 seed's two files, by their Rock Ridge or Joliet names
+/// (`meta-data` has a hyphen, which plain ISO 9660 names cannot hold).
+fn read_iso_seed(f: std::fs::File, device: &Path) -> Result<Seed> {
+    let d = device.display();
+    let iso = hadris_iso::sync::IsoImage::open(f)
+        .map_err(|e| anyhow::anyhow!("{d}: not an ISO 9660 filesystem: {e}"))?;
+    let read = |name: &str| -> Result<String> {
+        let Some(entry) = iso
+            .find_path(name)
+            .map_err(|e| anyhow::anyhow!("looking for {name} on {d}: {e}"))?
+        else {
+            return Ok(String::new());
+        };
+        let bytes = iso
+            .read_file(&entry)
+            .map_err(|e| anyhow::anyhow!("reading {name} on {d}: {e}"))?;
+        String::from_utf8(bytes).with_context(|| format!("{name} on {d} is not UTF-8"))
     };
     parse_seed(&read("meta-data")?, &read("user-data")?)
 }
@@ -257,5 +310,40 @@ mod tests {
             assert_eq!(fat_label(&boot).as_deref(), Some("cidata"), "FAT{fat}");
         }
         assert_eq!(fat_label(&[0u8; 512]), None);
+    }
+
+    /// What `cloud-localds` makes by default (genisoimage -volid cidata
+    /// -joliet -rock), and the same with Joliet names only, made with
+    /// xorriso's genisoimage mode.
+    #[test]
+    fn reads_iso_9660_seeds_by_rock_ridge_and_joliet_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("meta-data"), "local-hostname: iso-host\n").unwrap();
+        std::fs::write(
+            src.join("user-data"),
+            format!("#cloud-config\nssh_authorized_keys:\n  - {KEY}\n"),
+        )
+        .unwrap();
+        for names in [&["-joliet", "-rock"][..], &["-joliet"][..]] {
+            let iso = dir.path().join(format!("seed{}.iso", names.len()));
+            let out = std::process::Command::new("xorriso")
+                .args(["-as", "genisoimage", "-quiet", "-volid", "cidata"])
+                .args(names)
+                .arg("-output")
+                .arg(&iso)
+                .arg(src.join("user-data"))
+                .arg(src.join("meta-data"))
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+            let mut f = std::fs::File::open(&iso).unwrap();
+            assert_eq!(label(&mut f).as_deref(), Some("cidata"), "{names:?}");
+            let seed = read_seed(&iso).unwrap();
+            assert_eq!(seed.hostname.unwrap().as_str(), "iso-host", "{names:?}");
+            assert_eq!(seed.keys.len(), 1, "{names:?}");
+        }
+        assert_eq!(iso_label(&[0u8; 2048]), None);
     }
 }
